@@ -1,0 +1,102 @@
+# `scailfin-exec`: the operator's command. `doctor` says what this node can run; `run-job`
+# replays one job description through the local scheduler (how users debug a step by hand);
+# `shim` writes the worker shim zipapp for use on a worker without this package.
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from . import __version__
+from .config import ConfigError, add_arguments, load_settings
+from .job import JobError, load_job
+from .shipping import build_shim
+from .worker import shim as worker_shim
+
+
+def _doctor(args) -> int:
+    lines = worker_shim.doctor(dict(os.environ))
+    print("\n".join(lines))
+    return 0 if not lines[-1].endswith(": none") else 1
+
+
+def _run_job(args) -> int:
+    try:
+        settings = load_settings(args)
+        job = load_job(args.job)
+    except (ConfigError, JobError) as e:
+        print(f"scailfin-exec: error: {e}", file=sys.stderr)
+        return 2
+    # settings given explicitly (option, environment, config file) override the job's own
+    changes = {}
+    if "runtime" in settings.explicit:
+        changes["runtime"] = settings.runtime
+    if "runtime_options" in settings.explicit:
+        changes["runtime_options"] = settings.runtime_options
+    if settings.explicit & {"image_roots", "image_cache", "pull"}:
+        changes["images"] = job.images._replace(
+            roots=settings.image_roots if "image_roots" in settings.explicit else job.images.roots,
+            cache=settings.image_cache if "image_cache" in settings.explicit else job.images.cache,
+            pull=settings.pull if "pull" in settings.explicit else job.images.pull)
+    job = job._replace(**changes)
+
+    from .schedulers.local import LocalScheduler
+
+    with LocalScheduler(settings.run_dir, max_parallel=1, worker_python=settings.worker_python,
+                        capture=False) as scheduler:
+        result = scheduler.run(job)
+        print(f"scailfin-exec: {result.describe()}", file=sys.stderr)
+        print(f"scailfin-exec: result record: {scheduler.run_dir}/{job.id}/job.result.json", file=sys.stderr)
+    return result.exit_code if result.exit_code is not None else 1
+
+
+def _shim(args) -> int:
+    path = build_shim(args.directory)
+    if args.output:
+        shutil.copyfile(path, args.output)
+        os.chmod(args.output, 0o755)
+        path = args.output
+    print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="scailfin-exec", description="Run containerised workflow steps on HPC/HTC "
+                                  "clusters: inspect a node, replay a job description, ship the worker shim.")
+    top.add_argument("--version", action="version", version=f"scailfin-exec {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    doc = sub.add_parser("doctor", help="which container runtimes and transfer tools this node has, and why the "
+                         "others are unusable",
+                         description="Detect every supported container runtime (with its version, or the reason it "
+                         "cannot be used) and the transfer tools (parrot_run, chirp, condor_chirp). Exit 1 when no "
+                         "runtime is usable. Set SCAILFIN_RUNTIME to see the preference order a job would use.")
+    doc.set_defaults(func=_doctor)
+
+    run = sub.add_parser("run-job", help="run one job description (JSON) here, through the local scheduler",
+                         description="Run one job description through the local scheduler, streaming the step's "
+                         "output, and exit with the step's exit code (or the shim's own code: 250 bad job, "
+                         "251 no runtime, 252 image, 253 bind, 254 staging, 249 walltime, 248 internal). "
+                         "Options given here override the job's runtime preference and image locations.")
+    run.add_argument("job", help="the job description file")
+    add_arguments(run, only=("runtime", "image_roots", "image_cache", "pull", "worker_python", "run_dir"))
+    run.set_defaults(func=_run_job)
+
+    shp = sub.add_parser("shim", help="write the worker shim zipapp (run it on a worker: python3 SHIM job.json)",
+                         description="Build the worker shim as one zipapp file. On a worker: "
+                         "`python3 SHIM job.json` runs a job, `python3 SHIM --doctor` reports the node.")
+    shp.add_argument("--directory", default=".", help="where to build it (default: the current directory)")
+    shp.add_argument("-o", "--output", help="copy it to this file name")
+    shp.set_defaults(func=_shim)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

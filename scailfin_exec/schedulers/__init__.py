@@ -1,0 +1,101 @@
+# Schedulers take job descriptions and run them somewhere through the worker shim: `local` on
+# this machine, `htcondor` on a pool. Engines only use this interface.
+
+from __future__ import annotations
+
+import abc
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..job import Job, Result, result_path_for, write_job
+
+
+class SchedulerError(RuntimeError):
+    """The scheduler itself cannot work (unreachable schedd, bad run directory, ...)."""
+
+
+@dataclass
+class JobHandle:
+    job: Job
+    directory: str
+    job_file: str
+    result_file: str
+    stdout_log: str
+    stderr_log: str
+    native: Any = None  # the scheduler's own record of the job
+    cancelled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Scheduler(abc.ABC):
+    name = ""
+
+    def __init__(self, run_dir: str | None = None):
+        self.run_dir = os.path.abspath(run_dir) if run_dir else tempfile.mkdtemp(prefix="scailfin-run-")
+        os.makedirs(self.run_dir, exist_ok=True)
+        self._handles: list[JobHandle] = []
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many jobs may usefully run at once (engines size their parallelism on it)."""
+
+    @abc.abstractmethod
+    def submit(self, job: Job) -> JobHandle:
+        """Start the job without waiting for it."""
+
+    @abc.abstractmethod
+    def poll(self, handle: JobHandle) -> Result | None:
+        """The result if the job has finished, else None. Cheap: engines call it often."""
+
+    @abc.abstractmethod
+    def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
+        """Block until the job has finished."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: JobHandle) -> None:
+        """Stop the job (queued or running); its result says it was cancelled."""
+
+    def run(self, job: Job) -> Result:
+        return self.wait(self.submit(job))
+
+    def close(self) -> None:
+        """Cancel whatever is still running and release resources."""
+        for handle in list(self._handles):
+            if self.poll(handle) is None:
+                self.cancel(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _prepare(self, job: Job) -> JobHandle:
+        """Give the job its own directory holding the job file; its logs and result go there."""
+        directory = os.path.join(self.run_dir, job.id)
+        try:
+            os.makedirs(directory)
+        except FileExistsError:
+            raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}") from None
+        job_file = os.path.join(directory, "job.json")
+        job = write_job(job, job_file)
+        handle = JobHandle(job, directory, job_file, result_path_for(job_file),
+                           os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
+        self._handles.append(handle)
+        return handle
+
+
+def make_scheduler(settings: Settings, **kw) -> Scheduler:
+    if settings.scheduler == "local":
+        from .local import LocalScheduler
+
+        return LocalScheduler(settings.run_dir, max_parallel=settings.max_parallel,
+                              worker_python=settings.worker_python, **kw)
+    if settings.scheduler == "htcondor":
+        raise SchedulerError("the htcondor scheduler is not available yet")
+    raise SchedulerError(f"unknown scheduler {settings.scheduler!r} (known: local, htcondor)")
