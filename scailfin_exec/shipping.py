@@ -8,22 +8,70 @@ import zipfile
 from pathlib import Path
 
 WORKER_DIR = Path(__file__).parent / "worker"
-_MAIN = "# scailfin-exec worker shim (zipapp entry point)\nimport sys\nfrom scailfin_exec.worker.shim import main\nsys.exit(main())\n"
+# The zipapp's entry point. Python cannot cache compiled code inside a zip, so it would compile
+# the shim on every job: unpack it once into a per-user cache (keyed by content) and import from
+# there, where __pycache__ works. Any failure to do so just runs it from the zip.
+_MAIN = """# scailfin-exec worker shim (zipapp entry point)
+import os, sys
+DIGEST = %r
+
+
+def _unpacked(archive):
+    import zipfile  # slow to import: only when unpacking
+    for base in (os.environ.get("SCAILFIN_SHIM_CACHE"), os.environ.get("XDG_CACHE_HOME"),
+                 os.path.join(os.path.expanduser("~"), ".cache")):
+        if not base:
+            continue
+        target = os.path.join(base, "scailfin-exec", "shim", DIGEST)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = "%%s.tmp-%%d" %% (target, os.getpid())
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(tmp)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another job unpacked it first
+                import shutil
+                shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        except OSError:
+            continue
+    return None
+
+
+def _cached():
+    for base in (os.environ.get("SCAILFIN_SHIM_CACHE"), os.environ.get("XDG_CACHE_HOME"),
+                 os.path.join(os.path.expanduser("~"), ".cache")):
+        if base:
+            target = os.path.join(base, "scailfin-exec", "shim", DIGEST)
+            if os.path.isfile(os.path.join(target, "scailfin_exec", "worker", "shim.py")):
+                return target
+    return None
+
+
+_where = (_cached() or _unpacked(sys.path[0])) if os.path.isfile(sys.path[0]) else None
+if _where:
+    sys.path[0] = _where
+from scailfin_exec.worker.shim import main
+sys.exit(main())
+"""
 _PACKAGE_INIT = "# the worker shim's half of scailfin_exec: only the worker package travels\n"
 
 
-def shim_sources() -> dict[str, bytes]:
-    files = {"__main__.py": _MAIN.encode(), "scailfin_exec/__init__.py": _PACKAGE_INIT.encode()}
+def shim_sources() -> tuple[str, dict[str, bytes]]:
+    """The zipapp's files, and a digest of their content."""
+    files = {"scailfin_exec/__init__.py": _PACKAGE_INIT.encode()}
     for path in sorted(WORKER_DIR.glob("*.py")):
         if path.name != "__main__.py":
             files[f"scailfin_exec/worker/{path.name}"] = path.read_bytes()
-    return files
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in files.items())).hexdigest()[:12]
+    files["__main__.py"] = (_MAIN % digest).encode()
+    return digest, files
 
 
 def build_shim(directory: str | os.PathLike) -> str:
     """Write the shim zipapp into directory (once per content) and return its path."""
-    files = shim_sources()
-    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in files.items())).hexdigest()[:12]
+    digest, files = shim_sources()
     target = Path(directory) / f"scailfin-shim-{digest}.pyz"
     if target.exists():
         return str(target)
@@ -39,3 +87,9 @@ def build_shim(directory: str | os.PathLike) -> str:
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
     return str(target)
+
+
+def shim_command(python: str, shim: str, job_file: str) -> list[str]:
+    """How a worker runs the shim: -S skips site-packages (the shim needs only the standard
+    library, and a worker's site may be slow or broken)."""
+    return [python, "-S", shim, job_file]

@@ -11,7 +11,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..job import Job, Result, read_result
-from ..shipping import build_shim
+from ..shipping import build_shim, shim_command
 from . import JobHandle, Scheduler
 
 KILL_GRACE_S = 15  # the shim itself gives the runtime 10 s to stop its container
@@ -39,7 +39,7 @@ class LocalScheduler(Scheduler):
         return handle
 
     def _execute(self, handle: JobHandle) -> Result:
-        argv = [self.python, self.shim, handle.job_file]
+        argv = shim_command(self.python, self.shim, handle.job_file)
         out = err = None
         try:
             if self.capture:

@@ -7,9 +7,7 @@ import errno
 import fcntl
 import glob
 import os
-import re
 import shutil
-import socket
 import subprocess
 import time
 from typing import Callable, List, NamedTuple, Optional
@@ -21,12 +19,30 @@ DOCKER_HUB = "docker.io"
 _HUB_ALIASES = ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.com", "docker.io")
 # unpacked.cern.ch names Docker Hub like this; we also accept docker.io/ as the directory name
 _TREE_REGISTRY = {DOCKER_HUB: ("registry.hub.docker.com", "docker.io")}
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}$")
+_LOWER_ALNUM = set("abcdefghijklmnopqrstuvwxyz0123456789")
+_HEX = set("0123456789abcdefABCDEF")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 PULL_TIMEOUT = 3600
 LOCK_TIMEOUT = 3600
+
+
+# Docker's reference grammar, checked without regular expressions (compiling them costs more
+# than the rest of the shim's start-up on a busy worker).
+def _valid_component(part: str) -> bool:
+    if not part or part[0] not in _LOWER_ALNUM or part[-1] not in _LOWER_ALNUM:
+        return False
+    if not set(part) <= _LOWER_ALNUM | set("._-"):
+        return False
+    return ".." not in part and "._" not in part and "_." not in part and "___" not in part
+
+
+def _valid_tag(tag: str) -> bool:
+    return 0 < len(tag) <= 128 and tag[0] != "." and tag[0] != "-" and set(tag) <= _LOWER_ALNUM | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ_.-")
+
+
+def _valid_digest(digest: str) -> bool:
+    algorithm, _, hexpart = digest.partition(":")
+    return bool(algorithm) and set(algorithm) <= _LOWER_ALNUM and len(hexpart) >= 32 and set(hexpart) <= _HEX
 
 
 class ImageError(Exception):
@@ -77,13 +93,13 @@ def parse_reference(text: str) -> ImageRef:
     digest = None
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not _valid_digest(digest):
             raise ImageError("invalid image reference {!r}: bad digest {!r}".format(original, digest))
     tag = None
     last = text.rsplit("/", 1)[-1]
     if ":" in last:
         text, tag = text.rsplit(":", 1)
-        if not _TAG.match(tag):
+        if not _valid_tag(tag):
             raise ImageError("invalid image reference {!r}: bad tag {!r}".format(original, tag))
     parts = text.split("/")
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
@@ -95,7 +111,7 @@ def parse_reference(text: str) -> ImageRef:
         if len(parts) == 1:
             parts = ["library"] + parts
     for part in parts:
-        if not _COMPONENT.match(part):
+        if not _valid_component(part):
             raise ImageError("invalid image reference {!r}: bad name component {!r}".format(original, part))
     if tag is None and digest is None:
         tag = "latest"
@@ -110,14 +126,7 @@ class ResolvedImage(NamedTuple):
 
 
 def default_cache(environ) -> str:
-    if environ.get("SCAILFIN_IMAGE_CACHE"):
-        return environ["SCAILFIN_IMAGE_CACHE"]
-    base = environ.get("XDG_CACHE_HOME") or (
-        os.path.join(environ["HOME"], ".cache") if environ.get("HOME") and os.path.isdir(environ["HOME"]) else None
-    )
-    if base is None:
-        base = environ.get("_CONDOR_SCRATCH_DIR") or environ.get("TMPDIR") or "/tmp"
-    return os.path.join(base, "scailfin-exec", "images")
+    return environ.get("SCAILFIN_IMAGE_CACHE") or procs.state_dir(environ, "images")
 
 
 # -- the shared cache ------------------------------------------------------------------------
@@ -136,7 +145,7 @@ def prepare_cached(final: str, produce: Callable[[str], None], timeout: float = 
             return False
         for stale in glob.glob(glob.escape(final) + ".tmp-*"):
             _remove(stale)
-        tmp = "{}.tmp-{}-{}".format(final, socket.gethostname(), os.getpid())
+        tmp = "{}.tmp-{}-{}".format(final, os.uname().nodename, os.getpid())
         try:
             produce(tmp)
             os.rename(tmp, final)
@@ -211,7 +220,7 @@ def resolve(runtime: str, exe: str, image: str, sources: ImageSources, environ, 
         for kind, path in here.items():
             found.setdefault(kind, path)
     resolver = _RESOLVERS[runtime]
-    result = resolver(ref, exe, found, cache, sources, tried, options)
+    result = resolver(ref, exe, found, cache, sources, tried, options, environ)
     if result is not None:
         return result
     if not sources.pull:
@@ -231,7 +240,7 @@ def _resolve_path(runtime, exe, path, sources, environ, options) -> ResolvedImag
     found = {kind: path}
     cache = sources.cache or default_cache(environ)
     ref = ImageRef("local", "path" + path.replace("/", "_"), None, None)
-    result = _RESOLVERS[runtime](ref, exe, found, cache, sources._replace(pull=False), [], options)
+    result = _RESOLVERS[runtime](ref, exe, found, cache, sources._replace(pull=False), [], options, environ)
     if result is None:
         raise ImageError("{} cannot run an image given as a {} ({})".format(runtime, kind, path))
     return result._replace(reference=path)
@@ -246,7 +255,7 @@ def _archive_to_dir(ref, found, cache, tried) -> Optional[ResolvedImage]:
     return ResolvedImage(str(ref), "dir", final, how)
 
 
-def _apptainer(ref, exe, found, cache, sources, tried, options):
+def _apptainer(ref, exe, found, cache, sources, tried, options, environ):
     if "sif" in found:
         return ResolvedImage(str(ref), "sif", found["sif"], "SIF in the image tree: " + found["sif"])
     if "dir" in found:
@@ -268,7 +277,7 @@ def _apptainer(ref, exe, found, cache, sources, tried, options):
     return ResolvedImage(str(ref), "sif", sif, ("pulled docker://{} into {}" if made else "cached SIF {1} (pulled by another job)").format(ref, sif))
 
 
-def _charliecloud(ref, exe, found, cache, sources, tried, options):
+def _charliecloud(ref, exe, found, cache, sources, tried, options, environ):
     if "dir" in found:
         return ResolvedImage(str(ref), "dir", found["dir"], "unpacked tree: " + found["dir"])
     final = os.path.join(cache, "dir", ref.cache_name)
@@ -294,11 +303,18 @@ def _charliecloud(ref, exe, found, cache, sources, tried, options):
     return ResolvedImage(str(ref), "dir", final, ("pulled {} into {}" if made else "cached directory {1} (pulled by another job)").format(ref, final))
 
 
-def _engine(ref, exe, found, cache, sources, tried, options):
+def _engine(ref, exe, found, cache, sources, tried, options, environ):
     """Podman and Docker keep images in their own storage: import unpacked trees into it."""
     name = os.path.basename(exe)
     base = [exe] + list(options)
+    # asking the engine costs ~0.1 s; its image index file changes whenever an image comes or goes
+    index = _storage_index(name, options, environ)
+    seen = os.path.join(cache, "present", "{}-{}-{}".format(name, os.getuid(), ref.cache_name))
+    if index is not None and _read(seen) == str(os.stat(index).st_mtime_ns):
+        return ResolvedImage(str(ref), "ref", str(ref), "{} storage".format(name))
     if procs.run(base + ["image", "inspect", "--format", "{{.Id}}", str(ref)], timeout=60).returncode == 0:
+        if index is not None:
+            _write(seen, str(os.stat(index).st_mtime_ns))
         return ResolvedImage(str(ref), "ref", str(ref), "{} storage".format(name))
     tried.append("not in {}'s storage".format(name))
     source = found.get("dir") or found.get("archive")
@@ -327,6 +343,41 @@ def _engine(ref, exe, found, cache, sources, tried, options):
     return ResolvedImage(str(ref), "ref", str(ref), "pulled into {} storage".format(name))
 
 
+def _storage_index(name, options, environ) -> Optional[str]:
+    """Podman's image index (containers/storage), in its default place; None if elsewhere."""
+    if name != "podman" or any(o.startswith(("--root", "--storage")) for o in options):
+        return None
+    if os.getuid() == 0:
+        root = "/var/lib/containers/storage"
+    else:
+        data = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME", "/nonexistent"), ".local", "share")
+        root = os.path.join(data, "containers", "storage")
+    for driver in ("overlay", "vfs"):
+        path = os.path.join(root, driver + "-images", "images.json")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "{}.tmp-{}".format(path, os.getpid())
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def _import_tree(base, directory, ref) -> procs.Output:
     tar = subprocess.Popen(["tar", "-C", directory, "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
@@ -336,7 +387,7 @@ def _import_tree(base, directory, ref) -> procs.Output:
         tar.wait()
 
 
-def _shifter(ref, exe, found, cache, sources, tried, options):
+def _shifter(ref, exe, found, cache, sources, tried, options, environ):
     shifterimg = os.path.join(os.path.dirname(exe), "shifterimg")
     name = ref.shifter_name
     if procs.run([shifterimg, "lookup", name], timeout=60).returncode == 0:
@@ -353,7 +404,7 @@ def _shifter(ref, exe, found, cache, sources, tried, options):
     return ResolvedImage(str(ref), "shifter", name, "pulled through Shifter's image gateway")
 
 
-def _sarus(ref, exe, found, cache, sources, tried, options):
+def _sarus(ref, exe, found, cache, sources, tried, options, environ):
     listing = procs.run([exe, "images"], timeout=60)
     repo_tag = "{}/{}".format(ref.registry, ref.repository), ref.tag or "latest"
     for line in listing.stdout.splitlines():

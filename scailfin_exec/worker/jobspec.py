@@ -237,11 +237,16 @@ def job_to_dict(job: Job) -> Dict[str, Any]:
     for name in job._fields:
         value = getattr(job, name)
         if name in _NESTED:
-            value = dict(value._asdict())
+            value = _plain(value)
         elif name == "binds":
-            value = [dict(b._asdict()) for b in value]
+            value = [_plain(b) for b in value]
         data[name] = value
     return data
+
+
+def _plain(value) -> Dict[str, Any]:
+    """A nested record as a dict (plain dicts are accepted too: validation checks them)."""
+    return dict(value._asdict()) if hasattr(value, "_asdict") else dict(value)
 
 
 def dumps(job: Job) -> str:

@@ -63,7 +63,7 @@ class ContainerRuntime:
         path = shutil.which(self.program, path=environ.get("PATH", os.defpath))
         if path is None:
             return Detection(self.name, False, reason="{} not on PATH".format(self.program))
-        out = procs.run([path] + self.version_args, timeout=20, env=dict(environ))
+        out = procs.version_output(path, self.version_args, environ)
         if out.returncode != 0:
             return Detection(self.name, False, path=path,
                              reason="{} {} failed (exit {}): {}".format(path, " ".join(self.version_args), out.returncode, out.tail(1)))

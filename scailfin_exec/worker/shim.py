@@ -8,9 +8,7 @@
 import argparse
 import json
 import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -83,9 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "version": RESULT_VERSION,
         "job_format": FORMAT_VERSION,
         "job_id": None,
-        "host": socket.gethostname(),
+        "host": _host(),
         "user": _user(),
-        "python": platform.python_version(),
+        "python": _python_version(),
         "started": time.time(),
         "timings": {},
         "detection": [],
@@ -200,7 +198,7 @@ def doctor(environ) -> List[str]:
     """What this node offers, one line per runtime and transfer tool, for humans."""
     detections = [RUNTIMES[name].detect(environ) for name in DEFAULT_RUNTIME_ORDER]
     usable = [d.name for d in detections if d.usable]
-    lines = ["host: {} (python {}, user {})".format(socket.gethostname(), platform.python_version(), _user())]
+    lines = ["host: {} (python {}, user {})".format(_host(), _python_version(), _user())]
     lines += ["runtime " + d.line() for d in detections]
     lines += ["transfer " + line for line in staging.detect_transfer_tools(environ)]
     order = runtime_order(None, None, environ)
@@ -232,7 +230,8 @@ def _payload(job: Job, invocation) -> (int, bool):
                                     env=invocation.env)
         except OSError as e:
             raise ShimFailure(EXIT_NO_RUNTIME, "cannot start {}: {}".format(invocation.argv[0], e.strerror or e))
-        previous = _forward_signals(proc)
+        stopping = []  # why the step is being stopped: "signal" or "walltime"
+        previous = _forward_signals(proc, stopping)
         try:
             if job.script is not None:
                 try:
@@ -240,15 +239,11 @@ def _payload(job: Job, invocation) -> (int, bool):
                     proc.stdin.close()
                 except BrokenPipeError:
                     pass
-            try:
-                code = proc.wait(timeout=job.resources.walltime_s)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-                code, timed_out = proc.wait(), True
+            code = _wait(proc, job.resources.walltime_s, stopping)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+        timed_out = stopping[:1] == ["walltime"]
         return (128 - code if code < 0 else code), timed_out
     except OSError as e:
         raise ShimFailure(EXIT_STAGING, "cannot open the step's stdio: {}".format(e))
@@ -257,26 +252,41 @@ def _payload(job: Job, invocation) -> (int, bool):
             f.close()
 
 
-def _forward_signals(proc):
-    """SIGTERM/SIGINT/SIGHUP to the shim (cancel, eviction) stop the container cleanly."""
+def _forward_signals(proc, stopping):
+    """SIGTERM/SIGINT/SIGHUP to the shim (cancel, eviction) are passed on to the runtime, which
+    stops its container cleanly; if it has not stopped KILL_GRACE_S later, it is killed."""
     def handler(signum, frame):
-        _stop(proc, signum)
+        if signum == signal.SIGALRM:
+            if stopping:  # the grace period is over
+                _signal(proc, signal.SIGKILL)
+                return
+            stopping.append("walltime")
+            signum = signal.SIGTERM
+        elif not stopping:
+            stopping.append("signal")
+        _signal(proc, signum)
+        signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
         previous[signum] = signal.signal(signum, handler)
     return previous
 
 
-def _stop(proc, signum=signal.SIGTERM):
-    """Ask the runtime to stop (Podman and Apptainer clean up their containers), then kill it."""
+def _signal(proc, signum):
     try:
         proc.send_signal(signum)
-        try:
-            proc.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     except ProcessLookupError:
         pass
+
+
+def _wait(proc, walltime_s, stopping) -> int:
+    """Wait for the runtime (a blocking wait: no polling delay), enforcing the walltime."""
+    if walltime_s:
+        signal.setitimer(signal.ITIMER_REAL, walltime_s)
+    try:
+        return proc.wait()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _write_result(path: str, record: Dict) -> None:
@@ -292,6 +302,14 @@ def _write_result(path: str, record: Dict) -> None:
 def _say(message: str) -> None:
     sys.stderr.write("scailfin-shim: {}\n".format(message))
     sys.stderr.flush()
+
+
+def _host() -> str:
+    return os.uname().nodename
+
+
+def _python_version() -> str:
+    return "{}.{}.{}".format(*sys.version_info[:3])
 
 
 def _user() -> str:

@@ -1,0 +1,139 @@
+# Shared fixtures: the stand-in images dev/setup built, job files, running the real shim, and
+# stand-in executables that record command lines for runtimes that cannot be installed here.
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from scailfin_exec.job import Job, ImageSources, write_job
+from scailfin_exec.shipping import build_shim, shim_command
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    if os.getuid() == 0:
+        raise pytest.UsageError(
+            "run the tests through dev/test: they run as the unprivileged test user, because containers run "
+            "rootless here as on a cluster (Charliecloud refuses nothing as root, which would prove nothing)")
+    if not os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS"):
+        raise pytest.UsageError("SCAILFIN_TEST_IMAGE_ROOTS is not set: run the tests through dev/test, which builds "
+                                "the stand-in images and sets it")
+
+
+@pytest.fixture(scope="session")
+def image_roots():
+    return [p for p in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if p]
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory):
+    return build_shim(tmp_path_factory.mktemp("shim"))
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+def make_job(tmp_path, workspace, image_roots):
+    """Write a job file; keyword arguments override the defaults (alpine, charliecloud, no pull)."""
+    counter = iter(range(1000))
+
+    def make(**fields):
+        n = next(counter)
+        images = fields.pop("images", ImageSources(image_roots, str(tmp_path / "image-cache"), False))
+        defaults = dict(id=f"job{n}", image="docker.io/library/alpine", argv=["true"], workspace=str(workspace),
+                        runtime=["charliecloud"], images=images)
+        defaults.update(fields)
+        job = Job(**defaults)
+        path = tmp_path / f"job{n}.json"
+        write_job(job, str(path))
+        return path
+    return make
+
+
+def run_shim(shim, job_file, *args, python=sys.executable, env=None, timeout=300):
+    """Run the shim as a worker would; return (exit code, stderr, result record or None)."""
+    proc = subprocess.run(shim_command(python, shim, str(job_file)) + list(args), capture_output=True, text=True,
+                          env=env if env is not None else dict(os.environ), timeout=timeout)
+    result_file = str(job_file)[:-5] + ".result.json"
+    record = json.load(open(result_file)) if os.path.exists(result_file) else None
+    return proc.returncode, proc.stderr, record
+
+
+def snapshot(directory):
+    """Every file under directory with its bytes: to prove a failure lost nothing."""
+    found = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = f.read()
+    return found
+
+
+STAND_IN = textwrap.dedent('''\
+    #!/usr/bin/python3
+    # Stand-in for a container runtime that cannot be installed here: records its command line
+    # (and the variables the runtime would hand to the container), answers version and image
+    # queries, and exits as told. Recorded-argv tests only.
+    import json, os, sys, time
+    RECORD, BEHAVIOUR = %r, %r  # baked in: Shifter and Sarus get only the job's environment
+    name = os.path.basename(sys.argv[0])
+    args = sys.argv[1:]
+    with open(RECORD, "a") as f:
+        f.write(json.dumps({"program": name, "argv": sys.argv, "env": dict(os.environ)}) + "\\n")
+    behaviour = json.loads(BEHAVIOUR).get(name, {})
+    if args[:1] in (["--version"], ["-v"]):
+        print(behaviour.get("version", name + " version 1.2.3"))
+        sys.exit(0)
+    key = " ".join(args[:2])
+    if key in behaviour:  # e.g. "version --format": {"exit": 1, "out": "..."}
+        answer = behaviour[key]
+        sys.stdout.write(answer.get("out", ""))
+        sys.stderr.write(answer.get("err", ""))
+        sys.exit(answer.get("exit", 0))
+    if name in ("apptainer", "singularity") and args[:1] == ["pull"]:
+        time.sleep(float(behaviour.get("pull_seconds", 0)))
+        open(args[1], "w").write("SIF for " + args[2])
+        sys.exit(0)
+    sys.exit(int(behaviour.get("exit", 0)))
+''')
+
+
+@pytest.fixture
+def stand_ins(tmp_path):
+    """Put stand-in executables named like runtimes first on PATH; read back what they recorded."""
+    bindir = tmp_path / "stand-in-bin"
+    bindir.mkdir()
+    record = tmp_path / "stand-in-record.jsonl"
+
+    class StandIns:
+        path = bindir
+
+        def install(self, *names, behaviour=None):
+            for name in names:
+                exe = bindir / name
+                exe.write_text(STAND_IN % (str(record), json.dumps(behaviour or {})))
+                exe.chmod(0o755)
+
+        def env(self, base_path="/usr/bin:/bin"):
+            env = dict(os.environ)
+            env.update(PATH=f"{bindir}:{base_path}")
+            env.pop("SCAILFIN_RUNTIME", None)
+            return env
+
+        def calls(self, program=None):
+            if not record.exists():
+                return []
+            calls = [json.loads(line) for line in record.read_text().splitlines()]
+            return [c for c in calls if program is None or c["program"] == program]
+
+    return StandIns()

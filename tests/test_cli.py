@@ -1,0 +1,58 @@
+# `scailfin-exec`: doctor reports the node, run-job replays a job description, shim ships the zipapp.
+import json
+import os
+import subprocess
+import sys
+
+from scailfin_exec.job import ImageSources, Job, write_job
+
+EXE = os.path.join(os.path.dirname(sys.executable), "scailfin-exec")
+
+
+def run(*args, env=None):
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env)
+
+
+def test_doctor_reports_each_runtime_with_a_version_or_a_reason():
+    out = run("doctor")
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("runtime charliecloud: found 0.") for line in lines)
+    assert any(line.startswith("runtime podman: found 4.") for line in lines)
+    assert "runtime apptainer: apptainer not on PATH" in lines
+    assert "runtime sarus: sarus not on PATH" in lines
+    assert lines[-1].startswith("usable runtimes: ") and "charliecloud" in lines[-1]
+
+
+def test_doctor_fails_when_no_runtime_is_usable():
+    out = run("doctor", env={"PATH": "/nonexistent", "HOME": os.environ["HOME"]})
+    assert out.returncode == 1 and out.stdout.splitlines()[-1] == "usable runtimes: none"
+
+
+def test_run_job_replays_a_job_and_exits_with_its_code(tmp_path, workspace, image_roots):
+    job = Job(id="replay", image="alpine", argv=["sh", "-c", "echo replayed > r.txt; echo shown; exit 3"],
+              workspace=str(workspace), runtime=["podman"], images=ImageSources(image_roots, None, False))
+    path = tmp_path / "job.json"
+    write_job(job, str(path))
+    out = run("run-job", str(path), "--runtime", "charliecloud", "--run-dir", str(tmp_path / "run"))
+    assert out.returncode == 3
+    assert out.stdout == "shown\n" and (workspace / "r.txt").read_text() == "replayed\n"
+    assert "scailfin-exec: job replay: exit 3 (charliecloud" in out.stderr  # --runtime overrode the job's podman
+    record = json.load(open(tmp_path / "run" / "replay" / "job.result.json"))
+    assert record["runtime"]["name"] == "charliecloud"
+
+
+def test_run_job_with_a_bad_job_file_says_why(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"version": 1, "id": "x", "image": "alpine", "argv": ["true"], "workspace": "rel"}))
+    out = run("run-job", str(path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"scailfin-exec: error: {path}: job.workspace: must be an absolute path, got 'rel'"
+
+
+def test_shim_command_writes_a_runnable_zipapp(tmp_path):
+    target = tmp_path / "shim.pyz"
+    out = run("shim", "--directory", str(tmp_path), "-o", str(target))
+    assert out.returncode == 0 and out.stdout.strip() == str(target)
+    doctor = subprocess.run(["/usr/bin/python3", str(target), "--doctor"], capture_output=True, text=True)
+    assert "runtime charliecloud: found" in doctor.stdout
