@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser, group_title: str = "scailfin-
         if not f.metadata["cli"] or (only is not None and f.name not in only):
             continue
         env = f.metadata["env"]
-        help_text = f.metadata["help"] + (f" [env {env}]" if env else "")
+        help_text = f.metadata["help"] + (f" (environment: {env})" if env else "")
         group.add_argument("--" + f.name.replace("_", "-"), dest="scailfin_" + f.name, metavar=f.metadata["metavar"],
                            default=None, help=help_text, action="append" if f.name == "image_roots" else "store")
 

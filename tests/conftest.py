@@ -137,3 +137,26 @@ def stand_ins(tmp_path):
             return [c for c in calls if program is None or c["program"] == program]
 
     return StandIns()
+
+
+@pytest.fixture
+def scailfin_cwl(image_roots, tmp_path):
+    """Run scailfin-cwl (a subprocess, like a user) with the stand-in images and no pulls."""
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+
+    def run(*args, env=None, cwd=None, timeout=600):
+        argv = [exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", *map(str, args)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd or tmp_path, timeout=timeout)
+        proc.output = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+        return proc
+    return run
+
+
+def result_records(stderr):
+    """The shim's result records of a scailfin-cwl run, found through the run directory it prints."""
+    for line in stderr.splitlines():
+        if "result records and step logs are in " in line:
+            run_dir = line.rsplit(" ", 1)[-1]
+            return [json.load(open(os.path.join(run_dir, d, "job.result.json"))) for d in sorted(os.listdir(run_dir))
+                    if os.path.exists(os.path.join(run_dir, d, "job.result.json"))]
+    return []

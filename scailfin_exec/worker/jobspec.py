@@ -62,6 +62,7 @@ class Job(NamedTuple):
     runtime: List[str] = []  # preference order; empty means the worker's or the default order
     runtime_options: Dict[str, List[str]] = {}  # extra global options per runtime (site quirks)
     network: bool = False
+    entrypoint: bool = False  # run argv through the image's ENTRYPOINT, as `docker run` does
     images: ImageSources = ImageSources()
     labels: Dict[str, str] = {}
 
@@ -210,6 +211,7 @@ def job_from_dict(data: Any) -> Job:
     check_runtime_names("job.runtime_options", list(options))
     body["runtime_options"] = {k: _str_list("job.runtime_options." + k, v) for k, v in options.items()}
     _check_type("job.network", body.get("network", False), bool, "true or false")
+    _check_type("job.entrypoint", body.get("entrypoint", False), bool, "true or false")
     return Job(**body)
 
 

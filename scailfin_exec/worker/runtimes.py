@@ -46,6 +46,7 @@ class RunSpec(NamedTuple):
     interactive: bool = False  # the payload reads stdin
     network: bool = False
     options: List[str] = []  # extra global options for the runtime (site quirks)
+    entrypoint: bool = False  # honour the image's ENTRYPOINT (docker run semantics)
 
 
 class Invocation(NamedTuple):
@@ -106,7 +107,15 @@ class ApptainerRuntime(ContainerRuntime):
         return None
 
     def command(self, exe, version, spec, environ):
-        argv = [exe] + list(spec.options) + ["exec", "--contain", "--cleanenv", "--pwd", spec.workdir]
+        notes = []
+        verb = "exec"
+        if spec.entrypoint:
+            # a SIF (or a sandbox built from one) carries the image's ENTRYPOINT as its runscript
+            if spec.image.kind == "sif" or os.path.isfile(os.path.join(spec.image.location, ".singularity.d", "runscript")):
+                verb = "run"
+            else:
+                notes.append("{}: the image has no runscript, so no ENTRYPOINT was run".format(self.name))
+        argv = [exe] + list(spec.options) + [verb, "--contain", "--cleanenv", "--pwd", spec.workdir]
         for bind in spec.binds:
             if ":" in bind.source + bind.target or "," in bind.source + bind.target:
                 # --bind splits on ':' and ','; --mount takes one CSV-quoted bind
@@ -123,7 +132,8 @@ class ApptainerRuntime(ContainerRuntime):
         argv += [spec.image.location] + list(spec.argv)
         env = _host_env(environ, self._strip)
         env.update({self.env_prefix + k: v for k, v in spec.env.items()})
-        notes = [] if spec.network else ["{} shares the host network (no isolation without root)".format(self.name)]
+        if not spec.network:
+            notes.append("{} shares the host network (no isolation without root)".format(self.name))
         return Invocation(argv, env, notes)
 
 
@@ -153,7 +163,9 @@ class CharliecloudRuntime(ContainerRuntime):
         image = spec.image.location
         notes = []
         write_fake = _version_tuple(version) >= (0, 32)
-        argv = [exe] + list(spec.options) + ["--unset-env=*", "--env-no-expand"]
+        # --private-tmp: the container's /tmp is its own, as with the other runtimes (and ch-run
+        # can create mount points there)
+        argv = [exe] + list(spec.options) + ["--private-tmp", "--unset-env=*", "--env-no-expand"]
         if os.path.isfile(os.path.join(image, "ch", "environment")):
             argv.append("--set-env")  # the image's own environment (ch-image keeps it there)
         env = dict(spec.env)
@@ -193,6 +205,8 @@ class CharliecloudRuntime(ContainerRuntime):
             notes.append("charliecloud shares the host network")
         if spec.gpus:
             notes.append("charliecloud: GPU libraries must be in the image (ch-fromhost --nvidia)")
+        if spec.entrypoint:
+            notes.append("charliecloud does not run image ENTRYPOINTs: the command ran as given")
         return Invocation(argv, _with_user(environ), notes)
 
 
@@ -209,7 +223,7 @@ def _with_user(environ) -> Dict[str, str]:
 
 
 def _exists_in_image(image: str, path: str) -> bool:
-    # ch-run mounts the host's /tmp at /tmp unless --private-tmp
+    # with --private-tmp, /tmp is a tmpfs where ch-run can create mount points
     return path == "/tmp" or path.startswith("/tmp/") or os.path.isdir(image.rstrip("/") + path)
 
 
@@ -254,7 +268,10 @@ class PodmanRuntime(ContainerRuntime):
         for key, value in sorted(spec.env.items()):
             argv += ["-e", "{}={}".format(key, value)]
         argv += self._gpus(spec.gpus)
-        argv += [self._entrypoint(spec.argv[0]), spec.image.location] + list(spec.argv[1:])
+        if spec.entrypoint:  # the image's ENTRYPOINT gets argv as its arguments
+            argv += [spec.image.location] + list(spec.argv)
+        else:
+            argv += [self._entrypoint(spec.argv[0]), spec.image.location] + list(spec.argv[1:])
         return Invocation(argv, dict(environ), [])
 
 
@@ -325,10 +342,13 @@ class ShifterRuntime(ContainerRuntime):
         if spec.gpus:
             argv.append("--module=gpu")
         argv += ["--"] + list(spec.argv)
+        notes = [] if spec.network else ["shifter shares the host network"]
+        if spec.entrypoint:  # shifter --entrypoint fails on images without one, and we cannot tell
+            notes.append("shifter: the image's ENTRYPOINT was not run")
         # shifter hands its own environment to the container: give it only the job's variables
         env = {k: environ[k] for k in ("USER", "LOGNAME", "HOME") if k in environ}
         env.update(spec.env)
-        return Invocation(argv, env, [] if spec.network else ["shifter shares the host network"])
+        return Invocation(argv, env, notes)
 
 
 class SarusRuntime(ContainerRuntime):
@@ -343,7 +363,9 @@ class SarusRuntime(ContainerRuntime):
         argv = [exe] + list(spec.options) + ["run", "--workdir=" + spec.workdir]
         for bind in spec.binds:
             argv.append("--mount=type=bind,source={},destination={}{}".format(bind.source, bind.target, "" if bind.writable else ",readonly"))
-        argv += ["--entrypoint", "", spec.image.location] + list(spec.argv)
+        if not spec.entrypoint:
+            argv += ["--entrypoint", ""]
+        argv += [spec.image.location] + list(spec.argv)
         # sarus hands its own environment to the container: give it only the job's variables
         env = {k: environ[k] for k in ("USER", "LOGNAME", "HOME", "PATH") if k in environ}
         env.update(spec.env)

@@ -168,7 +168,7 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
                 env[key] = environ[key]
     spec = RunSpec(image, job.argv, binds, job.cwd, env, job.resources.gpus,
                    job.script is not None or job.stdin is not None, job.network,
-                   job.runtime_options.get(found.name, []))
+                   job.runtime_options.get(found.name, []), job.entrypoint)
     try:
         invocation = runtime.command(found.path, found.version, spec, environ)
     except BindError as e:

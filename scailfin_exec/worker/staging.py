@@ -34,7 +34,8 @@ def _check_visible(job: Job) -> None:
     hint = " (transfer: shared assumes this worker sees the submit side's file system at the same paths)"
     if not os.path.isdir(job.workspace):
         raise StagingError("workspace {} is not a directory on this worker{}".format(job.workspace, hint))
-    if not os.path.isdir(job.cwd):
+    mounted = any(_inside(job.cwd, b.target) for b in job.binds)  # the runtime mounts it there
+    if not mounted and not os.path.isdir(job.cwd):
         raise StagingError("working directory {} is not a directory on this worker{}".format(job.cwd, hint))
     for bind in job.binds:
         if not os.path.exists(bind.source):
@@ -42,6 +43,10 @@ def _check_visible(job: Job) -> None:
     for path in job.inputs + [p for p in (job.stdin,) if p]:
         if not os.path.exists(path):
             raise StagingError("input {} does not exist on this worker{}".format(path, hint))
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 # Tools the transfer modes use on a worker: (program, version arguments, extra places to look).

@@ -1,0 +1,88 @@
+# `scailfin-cwl`: cwltool's own command line (every cwltool option works), extended with
+# scailfin-exec's options; every container step runs as a job description through the chosen
+# scheduler. Exit codes are cwltool's: 0 success, 1 failed step or workflow, 33 unsupported
+# requirement, 2 bad options.
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+import cwltool.main
+from cwltool.argparser import arg_parser as cwltool_arg_parser
+from cwltool.context import LoadingContext, RuntimeContext
+
+from ..config import ConfigError, add_arguments, load_settings
+from . import CWLBackend, executor, make_tool_factory
+
+DESCRIPTION = """Run a CWL workflow with cwltool, sending every step that has a DockerRequirement (or every
+step, with --default-container) through a scailfin-exec scheduler: `local` runs them on this
+machine, `htcondor` on a pool. On the worker, the step runs in whichever container runtime is
+there (Apptainer, Singularity, Charliecloud, Podman, Shifter, Sarus, Docker), with its files at
+the same absolute paths. cwltool's --singularity and --podman choose that runtime; --disable-pull
+forbids pulls on the worker. Steps without a container run here, as cwltool runs them."""
+
+_logger = logging.getLogger("cwltool")
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cwltool_arg_parser()
+    parser.prog = "scailfin-cwl"
+    parser.description = DESCRIPTION
+    add_arguments(parser, "scailfin-exec options (where and how the steps run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arg_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ConfigError as e:
+        print(f"scailfin-cwl: error: {e}", file=sys.stderr)
+        return 2
+    # cwltool's own container options, in scailfin-exec's terms
+    if "runtime" not in settings.explicit:
+        if getattr(args, "singularity", False):
+            settings.runtime = ["apptainer", "singularity"]
+        elif getattr(args, "podman", False):
+            settings.runtime = ["podman"]
+    if not getattr(args, "pull_image", True) and "pull" not in settings.explicit:
+        settings.pull = False
+
+    workflow = os.path.basename(args.workflow or "cwl").rsplit(".", 1)[0]
+    backend = CWLBackend(settings, workflow=workflow)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        loading = LoadingContext(vars(args))
+        loading.construct_tool_object = make_tool_factory(backend)
+        runtime = RuntimeContext(vars(args))
+        run_executor = executor(backend, parallel=bool(args.parallel), limit=getattr(args, "parallel_max", None))
+        code = cwltool.main.main(args=args, executor=run_executor, loadingContext=loading, runtimeContext=runtime)
+    except KeyboardInterrupt:
+        _logger.error("interrupted: cancelling this run's jobs")
+        code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        scheduler = backend._scheduler
+        backend.close()
+        cwltool.main._terminate_processes()
+    if scheduler is not None and os.listdir(scheduler.run_dir):
+        print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
+              file=sys.stderr)
+    return code
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

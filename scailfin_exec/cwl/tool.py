@@ -1,0 +1,314 @@
+# The cwltool hook: a CommandLineTool whose container steps become job descriptions run through
+# a scailfin-exec scheduler. cwltool keeps doing what it does well (path layout, InitialWorkDir
+# staging, stdio redirection, success/failure codes, output collection); only the execution of
+# the step itself moves to the scheduler and the worker shim.
+#
+# Layout: every path a step sees is its host path (outdir, tmpdir, staging dir and the inputs
+# those link to), bound at the same absolute path. That is cwltool's own --no-container layout,
+# run inside the container; it works on runtimes that cannot create mount points in read-only
+# images (Charliecloud < 0.32) or that forbid /var targets (Shifter), and it is what transfer
+# modes that copy the workspace to a worker need.
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import re
+import math
+import shutil
+import tempfile
+import threading
+
+from cwltool.command_line_tool import CommandLineTool
+from cwltool.errors import UnsupportedRequirement, WorkflowException
+from cwltool.job import CommandLineJob, ContainerCommandLineJob
+from cwltool.process import stage_files
+
+from ..config import Settings
+from ..job import Bind, ImageSources, Job, Resources
+from ..schedulers import Scheduler, make_scheduler
+
+_logger = logging.getLogger("cwltool")
+CUDA_REQUIREMENT = "http://commonwl.org/cwltool#CUDARequirement"
+# The step's exit code travels to cwltool through this tiny waiter process (see ScailfinJob).
+_WAITER = ["/bin/sh", "-c", 'read code < "$0" && exit "$code"']
+
+
+class CWLBackend:
+    """One workflow run's link to a scheduler: settings, the scheduler, and job naming."""
+
+    def __init__(self, settings: Settings, scheduler: Scheduler | None = None, workflow: str = "cwl"):
+        self.settings = settings
+        self.workflow = workflow
+        self._scheduler = scheduler
+        self._lock = threading.Lock()
+        self._counter = itertools.count(1)
+        self.fifo_dir = tempfile.mkdtemp(prefix="scailfin-cwl-")
+        self.job_class = type("ScailfinJob", (ScailfinJob,), {"backend": self})
+
+    @property
+    def scheduler(self) -> Scheduler:
+        with self._lock:
+            if self._scheduler is None:
+                self._scheduler = make_scheduler(self.settings)
+            return self._scheduler
+
+    @property
+    def capacity(self) -> int:
+        return self.scheduler.capacity
+
+    def job_id(self, name: str) -> str:
+        return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name).strip('._') or 'step'}-{next(self._counter)}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+        shutil.rmtree(self.fifo_dir, ignore_errors=True)
+
+
+class ScailfinCommandLineTool(CommandLineTool):
+    """A CommandLineTool whose container steps run through the backend's scheduler."""
+
+    backend: CWLBackend  # set on the per-backend subclass
+
+    def job(self, job_order, output_callbacks, runtimeContext):
+        # Make the container layout the host layout: create the step's directories first and
+        # tell cwltool to use those very paths inside the container too.
+        rc = runtimeContext.copy()
+        rc.outdir = rc.get_outdir()
+        rc.tmpdir = rc.get_tmpdir()
+        rc.stagedir = rc.create_tmpdir()
+        rc.docker_outdir, rc.docker_tmpdir, rc.docker_stagedir = rc.outdir, rc.tmpdir, rc.stagedir
+        yield from super().job(job_order, output_callbacks, rc)
+
+    def make_job_runner(self, runtimeContext):
+        runner = super().make_job_runner(runtimeContext)
+        if isinstance(runner, type) and issubclass(runner, ContainerCommandLineJob):
+            return self.backend.job_class
+        return runner
+
+
+class ScailfinJob(CommandLineJob):
+    """cwltool's host-layout job, whose command runs in a container through a scheduler.
+
+    cwltool runs `waiter + command line` with the step's stdio; the waiter only waits for the
+    step's exit code on a FIFO. Meanwhile (cwltool's monitor hook) the step is submitted as a job
+    description and, when it ends, its exit code is written to the FIFO. So cwltool's own
+    handling of stdio files, exit codes and outputs applies unchanged.
+    """
+
+    backend: CWLBackend
+
+    def run(self, runtimeContext, tmpdir_lock=None) -> None:
+        # cwltool's CommandLineJob.run, except that inputs are bound rather than symlinked
+        if tmpdir_lock:
+            with tmpdir_lock:
+                os.makedirs(self.tmpdir, exist_ok=True)
+        else:
+            os.makedirs(self.tmpdir, exist_ok=True)
+        self._setup(runtimeContext)
+        self.input_binds = []
+        self._take_container_only_entries()
+        stage_files(self.pathmapper, stage_func=self._bind_input, ignore_writable=True, symlink=False,
+                    secret_store=runtimeContext.secret_store)
+        if self.generatemapper is not None:
+            stage_files(self.generatemapper, stage_func=self._bind_input, ignore_writable=self.inplace_update,
+                        symlink=False, secret_store=runtimeContext.secret_store)
+            if self.inplace_update:  # writable entries are updated where they are: bound read-write
+                for _, vol in self.generatemapper.items_exclude_children():
+                    if vol.staged and vol.type in ("WritableFile", "WritableDirectory") and not vol.resolved.startswith("_:"):
+                        self._bind_input(vol.resolved, vol.target, writable=True)
+        self._execute([], self.environment, runtimeContext)
+
+    def _host_dirs(self) -> list[str]:
+        return [self.outdir, self.tmpdir, self.builder.stagedir]
+
+    def _bind_input(self, source: str, target: str, writable: bool = False) -> None:
+        """cwltool's stage_func: an input goes where the step expects it by a bind mount onto a
+        placeholder of its kind (the mount point then exists, even for runtimes that cannot
+        create one in a read-only image). A symlink would show in the container (`find dir`
+        does not enter it) and its target would need binding too."""
+        if any(_inside(target, bind.target) for bind in self.input_binds):
+            return  # inside a directory already bound
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.exists(target):
+            open(target, "w").close()
+        self.input_binds.append(Bind(source, target, writable))
+
+    def _take_container_only_entries(self) -> None:
+        """InitialWorkDir entries named by an absolute path outside the step's directories exist
+        only in the container: bind them there instead of staging them on this host."""
+        if self.generatemapper is None:
+            return
+        hosted = self._host_dirs()
+        staging = os.path.join(self.builder.stagedir, "container-only")
+        for key, vol in list(self.generatemapper.items()):
+            if not vol.staged or any(_inside(vol.target, d) for d in hosted):
+                continue
+            self.generatemapper.update(key, vol.resolved, vol.target, vol.type, False)
+            if vol.type in ("File", "Directory") and not vol.resolved.startswith("_:"):
+                self.input_binds.append(Bind(vol.resolved, vol.target, False))
+                continue
+            copy = os.path.join(staging, str(len(self.input_binds)), os.path.basename(vol.target))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            if vol.type.startswith("Create"):
+                with open(copy, "w") as f:
+                    f.write(vol.resolved)
+            elif vol.resolved.startswith("_:"):
+                os.makedirs(copy)
+            elif os.path.isdir(vol.resolved):
+                shutil.copytree(vol.resolved, copy)
+            else:
+                shutil.copy2(vol.resolved, copy)
+            self.input_binds.append(Bind(copy, vol.target, vol.type.startswith(("Writable", "CreateWritable"))))
+
+    def _setup(self, runtimeContext) -> None:
+        # cwltool checks CUDARequirement with nvidia-smi here, on the submit host; the GPUs are
+        # on the worker, which the scheduler asks for. Hide the requirement during the check.
+        requirements, hints = self.builder.requirements, self.builder.hints
+        self.builder.requirements = [r for r in requirements if r.get("class") != CUDA_REQUIREMENT]
+        self.builder.hints = [r for r in hints if r.get("class") != CUDA_REQUIREMENT]
+        try:
+            super()._setup(runtimeContext)
+        finally:
+            self.builder.requirements, self.builder.hints = requirements, hints
+
+    def _required_env(self) -> dict[str, str]:
+        # the container's PATH is the image's, not the submit host's
+        return {"HOME": self.builder.outdir, "TMPDIR": self.builder.tmpdir}
+
+    def _execute(self, runtime, env, runtimeContext, monitor_function=None) -> None:
+        walltime, self.timelimit = self.timelimit, None  # the shim enforces it, on the worker
+        job_id = self.backend.job_id(self.name)
+        fifo = os.path.join(self.backend.fifo_dir, job_id + ".exit-code")
+        os.mkfifo(fifo, 0o600)
+        try:
+            image = self._image()
+            monitor = functools.partial(self._run_step, job_id, image, walltime, fifo)
+            super()._execute(_WAITER + [fifo], {}, runtimeContext, monitor)
+        finally:
+            os.unlink(fifo)
+
+    def _image(self) -> str:
+        req, _ = self.get_requirement("DockerRequirement")
+        if req is None:
+            raise UnsupportedRequirement(f"[job {self.name}] no DockerRequirement and no --default-container")
+        image = req.get("dockerImageId") or req.get("dockerPull")
+        if not image:
+            kinds = ", ".join(k for k in ("dockerLoad", "dockerFile", "dockerImport") if k in req)
+            raise UnsupportedRequirement(
+                f"[job {self.name}] DockerRequirement with only {kinds}: scailfin-exec runs images by reference "
+                f"(scheduler {self.backend.settings.scheduler}); build or load the image into a registry or an "
+                f"image tree (--image-roots) and use dockerPull")
+        return str(image)
+
+    def _run_step(self, job_id: str, image: str, walltime, fifo: str, waiter) -> None:
+        """cwltool's monitor hook: run the step through the scheduler, report its exit code."""
+        code = 1
+        try:
+            job = self._describe(job_id, image, walltime)
+            scheduler = self.backend.scheduler
+            handle = scheduler.submit(job)
+            _logger.info("[job %s] submitted to the %s scheduler as %s (%s)", self.name, scheduler.name, job.id, image)
+            result = scheduler.wait(handle)
+            code = self._report(result, scheduler.name)
+        except Exception as e:  # noqa: BLE001  (reported to cwltool as the step's failure)
+            _logger.error("[job %s] could not be run through the %s scheduler: %s", self.name,
+                          self.backend.settings.scheduler, e)
+        finally:
+            _release(waiter, fifo, code)
+
+    def _report(self, result, scheduler_name: str) -> int:
+        record = result.record
+        where = f"{result.runtime} on {result.host}"
+        if result.error:
+            _logger.error("[job %s] %s scheduler: %s", self.name, scheduler_name, result.error)
+            return 1
+        if result.shim_error:
+            _logger.error("[job %s] %s (%s scheduler, %s)", self.name, result.shim_error["message"], scheduler_name, where)
+            return result.exit_code
+        _logger.info("[job %s] %s ran %s: exit %s (%s)", self.name, where, result.image, result.exit_code,
+                     (record.get("image") or {}).get("how", ""))
+        if result.exit_code != 0 and result.stderr_log:
+            tail = result.stderr_tail(5)
+            if tail:
+                _logger.warning("[job %s] last lines of the shim's stderr:\n%s", self.name, tail)
+        return result.exit_code
+
+    def _describe(self, job_id: str, image: str, walltime) -> Job:
+        settings = self.backend.settings
+        resources = self.builder.resources
+        stdin = self.pathmapper.reversemap(self.stdin)[1] if self.stdin else None
+        binds, inputs = self._binds()
+        return Job(
+            id=job_id,
+            image=image,
+            argv=[str(a) for a in self.command_line],
+            workspace=self.outdir,
+            workdir=self.builder.outdir,
+            stdin=stdin,
+            stdout=os.path.join(self.base_path_logs, self.stdout) if self.stdout else None,
+            stderr=os.path.join(self.base_path_logs, self.stderr) if self.stderr else None,
+            binds=binds,
+            env={k: str(v) for k, v in self.environment.items()},
+            inputs=inputs,
+            outputs=[self.outdir],
+            resources=Resources(
+                cores=max(1, math.ceil(resources.get("cores", 1))),
+                memory_mb=int(resources.get("ram", 256)),
+                disk_mb=int(resources.get("outdirSize", 1024) + resources.get("tmpdirSize", 1024)),
+                gpus=math.ceil(resources.get("cudaDeviceCount", 0)),
+                walltime_s=walltime if walltime else None,
+            ),
+            transfer=settings.transfer,
+            runtime=settings.runtime,
+            runtime_options=settings.runtime_options,
+            network=bool(self.networkaccess),
+            entrypoint=True,  # docker semantics, as cwltool's own Docker and Podman jobs
+            images=ImageSources(settings.image_roots, settings.image_cache, settings.pull),
+            labels={"workflow": self.backend.workflow, "step": self.name},
+        )
+
+    def _binds(self) -> tuple[list[Bind], list[str]]:
+        """What the step sees besides its outdir: its tmpdir and staging dir at their own
+        paths, and the inputs bound where it expects them."""
+        binds = [Bind(self.tmpdir, self.builder.tmpdir, True)]
+        if self.builder.outdir != self.outdir:  # --cachedir runs the step in a cache directory
+            binds.append(Bind(self.outdir, self.builder.outdir, True))
+        if os.path.isdir(self.builder.stagedir):
+            binds.append(Bind(self.builder.stagedir, self.builder.stagedir, False))
+        binds += sorted(self.input_binds, key=lambda bind: bind.target)
+        return binds, sorted({bind.source for bind in self.input_binds})
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _release(waiter, fifo: str, code: int) -> None:
+    """Give the waiter its exit code; if it has gone (cwltool killed it), there is no one to tell."""
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: the waiter has not opened its end yet
+                raise
+            if waiter.poll() is not None:
+                return
+            threading.Event().wait(0.005)
+            continue
+        try:
+            os.write(fd, f"{code}\n".encode())
+        finally:
+            os.close(fd)
+        return
+
+
+def tool_class(backend: CWLBackend) -> type[ScailfinCommandLineTool]:
+    return type("ScailfinCommandLineTool", (ScailfinCommandLineTool,), {"backend": backend})
+
