@@ -35,7 +35,8 @@ class LocalScheduler(Scheduler):
 
     def submit(self, job: Job) -> JobHandle:
         handle = self._prepare(job)
-        handle.native = {"future": self._pool.submit(self._execute, handle), "proc": None}
+        handle.native = {"future": None, "proc": None}  # before the pool can start it
+        handle.native["future"] = self._pool.submit(self._execute, handle)
         return handle
 
     def _execute(self, handle: JobHandle) -> Result:

@@ -52,7 +52,7 @@ def test_inventory_directory_initialworkdir_envvar_resources_stdout_stderr(scail
     report = (tmp_path / "out" / "inventory.txt").read_text().splitlines()
     assert report[0] == "inventory toy-run-7 (cores: 1, ram: 128 MiB)"  # EnvVarRequirement, ResourceRequirement
     assert report[1] == "label = toy-run-7"  # the InitialWorkDir run card
-    assert report[2:] == ["14 events/calibration/scale.txt", "27 events/run1.csv", "20 events/run2.csv"]
+    assert report[2:] == ["11 events/calibration/scale.txt", "25 events/run1.csv", "19 events/run2.csv"]
     assert (tmp_path / "out" / "inventory.log").read_text() == "checked 3 files\n"
     assert (tmp_path / "out" / "summary" / "files.txt").read_text() == "3\n"
     [record] = result_records(run.stderr)

@@ -4,6 +4,7 @@ $namespaces:
   cwltool: "http://commonwl.org/cwltool#"
 requirements:
   DockerRequirement: {dockerPull: docker.io/library/alpine}
+hints:
   cwltool:CUDARequirement:
     cudaVersionMin: "11.4"
     cudaComputeCapability: "3.0"
