@@ -47,8 +47,9 @@ class Settings:
                                         env="SCAILFIN_MAX_PARALLEL", metavar="N")
     worker_python: str | None = _setting(None, "Python that runs the worker shim (default: this Python locally, "
                                          "python3 on HTCondor workers)", env="SCAILFIN_WORKER_PYTHON", metavar="PATH")
-    run_dir: str | None = _setting(None, "where job files, results and per-step logs go (default: a new directory "
-                                   "under the temporary directory)", env="SCAILFIN_RUN_DIR", metavar="DIR")
+    run_dir: str | None = _setting(None, "where job files, result records and per-step logs go (default: a new "
+                                   "temporary directory, removed after a successful workflow run)",
+                                   env="SCAILFIN_RUN_DIR", metavar="DIR")
     explicit: set = field(default_factory=set, repr=False, metadata={"cli": False, "internal": True})
 
     def validate(self) -> "Settings":

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -145,7 +146,9 @@ def scailfin_cwl(image_roots, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
 
     def run(*args, env=None, cwd=None, timeout=600):
-        argv = [exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", *map(str, args)]
+        run_dir = tempfile.mkdtemp(prefix="run-", dir=tmp_path)  # kept: tests read the result records
+        argv = [exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--run-dir", run_dir,
+                *map(str, args)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd or tmp_path, timeout=timeout)
         proc.output = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
         return proc
@@ -159,4 +162,4 @@ def result_records(stderr):
             run_dir = line.rsplit(" ", 1)[-1]
             return [json.load(open(os.path.join(run_dir, d, "job.result.json"))) for d in sorted(os.listdir(run_dir))
                     if os.path.exists(os.path.join(run_dir, d, "job.result.json"))]
-    return []
+    raise AssertionError("scailfin-cwl did not say where its result records are:\n" + stderr[-2000:])

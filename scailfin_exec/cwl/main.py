@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         scheduler = backend._scheduler
         backend.close()
         cwltool.main._terminate_processes()
-    if scheduler is not None and os.listdir(scheduler.run_dir):
-        print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
-              file=sys.stderr)
+    if scheduler is not None:
+        if code == 0 and settings.run_dir is None:
+            shutil.rmtree(scheduler.run_dir, ignore_errors=True)  # a temporary one; --run-dir keeps them
+        elif os.listdir(scheduler.run_dir):
+            print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
+                  file=sys.stderr)
     return code
 
 

@@ -90,7 +90,7 @@ def test_steps_without_a_container_run_here_unless_a_default_container_is_given(
     here = scailfin_cwl("--runtime", "podman", "--outdir", tmp_path / "a", data("no-container.cwl"))
     assert here.returncode == 0, here.stderr
     assert (tmp_path / "a" / "where.txt").read_text() == open("/etc/debian_version").read()
-    assert result_records(here.stderr) == []
+    assert "result records and step logs are in" not in here.stderr  # nothing went through the scheduler
     there = scailfin_cwl("--runtime", "podman", "--default-container", "docker.io/library/alpine",
                          "--outdir", tmp_path / "b", data("no-container.cwl"))
     assert there.returncode == 0, there.stderr
