@@ -43,13 +43,30 @@ class Settings:
                           env="SCAILFIN_PULL", metavar="yes|no")
     runtime_options: dict[str, list[str]] = _setting({}, "extra global options per runtime, e.g. "
                                                      "{podman: [--runtime, runc]} (config file only)", cli=False)
-    max_parallel: int | None = _setting(None, "local scheduler: steps run at once (default: this machine's cores)",
+    max_parallel: int | None = _setting(None, "steps run at once: local scheduler, default this machine's cores; "
+                                        "htcondor, default 1000 (the pool decides)",
                                         env="SCAILFIN_MAX_PARALLEL", metavar="N")
     worker_python: str | None = _setting(None, "Python that runs the worker shim (default: this Python locally, "
                                          "python3 on HTCondor workers)", env="SCAILFIN_WORKER_PYTHON", metavar="PATH")
     run_dir: str | None = _setting(None, "where job files, result records and per-step logs go (default: a new "
                                    "temporary directory, removed after a successful workflow run)",
                                    env="SCAILFIN_RUN_DIR", metavar="DIR")
+    # htcondor scheduler: where to submit, and site policy
+    pool: str | None = _setting(None, "htcondor: the collector to ask for the schedd (default: the HTCondor "
+                                "configuration's COLLECTOR_HOST)", env="SCAILFIN_POOL", metavar="HOST[:PORT]")
+    schedd: str | None = _setting(None, "htcondor: the schedd to submit to, by name (default: the pool's only or "
+                                  "first schedd)", env="SCAILFIN_SCHEDD", metavar="NAME")
+    accounting_group: str | None = _setting(None, "htcondor: accounting_group of every job",
+                                            env="SCAILFIN_ACCOUNTING_GROUP", metavar="GROUP")
+    requirements: str | None = _setting(None, "htcondor: a requirements expression every job gets (e.g. "
+                                        "'HasSingularity')", env="SCAILFIN_REQUIREMENTS", metavar="EXPR")
+    submit_commands: dict[str, str] = _setting({}, "htcondor: extra submit commands for every job, e.g. "
+                                               "{periodic_remove: 'JobStatus == 5'} (config file only)", cli=False)
+    job_attributes: dict[str, str] = _setting({}, "htcondor: extra job ClassAd attributes (+Name = value), values "
+                                              "as ClassAd expressions (config file only)", cli=False)
+    max_retries: int = _setting(3, "htcondor: how often an evicted job, or one held for a transient reason "
+                                "(e.g. a failed transfer), is run again before its step fails",
+                                env="SCAILFIN_MAX_RETRIES", metavar="N")
     explicit: set = field(default_factory=set, repr=False, metadata={"cli": False, "internal": True})
 
     def validate(self) -> "Settings":
@@ -70,6 +87,8 @@ class Settings:
                     raise ConfigError(f"{name}: {path!r} must be an absolute path")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise ConfigError(f"max_parallel: must be at least 1, got {self.max_parallel}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries: must be at least 0, got {self.max_retries}")
         return self
 
 
@@ -90,11 +109,15 @@ def _convert(f, value: Any, source: str):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of strings")
             return value
-        if kind.startswith("dict"):
+        if kind == "dict[str, list[str]]":
             if not isinstance(value, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
                                                       for v in value.values()):
                 raise ValueError("expected a mapping of runtime name to a list of options")
             return {str(k): list(v) for k, v in value.items()}
+        if kind.startswith("dict"):
+            if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+                raise ValueError("expected a mapping of names to values")
+            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
         if kind == "bool":
             if isinstance(value, bool):
                 return value

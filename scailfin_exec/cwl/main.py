@@ -17,6 +17,7 @@ from cwltool.argparser import arg_parser as cwltool_arg_parser
 from cwltool.context import LoadingContext, RuntimeContext
 
 from ..config import ConfigError, add_arguments, load_settings
+from ..schedulers import SchedulerError
 from . import CWLBackend, executor, make_tool_factory
 
 DESCRIPTION = """Run a CWL workflow with cwltool, sending every step that has a DockerRequirement (or every
@@ -56,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
     workflow = os.path.basename(args.workflow or "cwl").rsplit(".", 1)[0]
     backend = CWLBackend(settings, workflow=workflow)
+    if args.workflow:
+        try:  # an unreachable schedd, or submitting as root, fails before anything is submitted
+            backend.scheduler
+        except SchedulerError as e:
+            print(f"scailfin-cwl: error: {e}", file=sys.stderr)
+            backend.close()
+            return 1
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         loading = LoadingContext(vars(args))

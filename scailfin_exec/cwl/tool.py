@@ -53,7 +53,7 @@ class CWLBackend:
     def scheduler(self) -> Scheduler:
         with self._lock:
             if self._scheduler is None:
-                self._scheduler = make_scheduler(self.settings)
+                self._scheduler = make_scheduler(self.settings, batch_name=self.workflow)
             return self._scheduler
 
     @property

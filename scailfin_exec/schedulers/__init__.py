@@ -75,6 +75,10 @@ class Scheduler(abc.ABC):
     def __exit__(self, *exc):
         self.close()
 
+    def _ready(self, job: Job, directory: str) -> Job:
+        """The job as this scheduler ships it (e.g. with its file transfer laid out)."""
+        return job
+
     def _prepare(self, job: Job) -> JobHandle:
         """Give the job its own directory holding the job file; its logs and result go there."""
         directory = os.path.join(self.run_dir, job.id)
@@ -83,19 +87,21 @@ class Scheduler(abc.ABC):
         except FileExistsError:
             raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}") from None
         job_file = os.path.join(directory, "job.json")
-        job = write_job(job, job_file)
+        job = write_job(self._ready(job, directory), job_file)
         handle = JobHandle(job, directory, job_file, result_path_for(job_file),
                            os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
         self._handles.append(handle)
         return handle
 
 
-def make_scheduler(settings: Settings, **kw) -> Scheduler:
+def make_scheduler(settings: Settings, batch_name: str = "scailfin") -> Scheduler:
     if settings.scheduler == "local":
         from .local import LocalScheduler
 
         return LocalScheduler(settings.run_dir, max_parallel=settings.max_parallel,
-                              worker_python=settings.worker_python, **kw)
+                              worker_python=settings.worker_python)
     if settings.scheduler == "htcondor":
-        raise SchedulerError("the htcondor scheduler is not available yet")
+        from .htcondor import HTCondorScheduler
+
+        return HTCondorScheduler(settings.run_dir, settings, batch_name=batch_name)
     raise SchedulerError(f"unknown scheduler {settings.scheduler!r} (known: local, htcondor)")

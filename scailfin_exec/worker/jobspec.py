@@ -65,6 +65,9 @@ class Job(NamedTuple):
     entrypoint: bool = False  # run argv through the image's ENTRYPOINT, as `docker run` does
     images: ImageSources = ImageSources()
     labels: Dict[str, str] = {}
+    # transfer modes that copy files: where each submit-side path was put, relative to the job's
+    # scratch directory (a directory travels as a .tar, unpacked there); set by the scheduler
+    staged: Dict[str, str] = {}
 
     @property
     def cwd(self) -> str:
@@ -185,6 +188,12 @@ def job_from_dict(data: Any) -> Job:
     body["inputs"] = [_abs("job.inputs[{}]".format(i), p) for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
     body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", [])))
     body["labels"] = _str_dict("job.labels", body.get("labels", {}))
+    staged = _str_dict("job.staged", body.get("staged", {}))
+    for original, relative in staged.items():
+        _abs("job.staged", original)
+        if os.path.isabs(relative) or ".." in relative.split("/"):
+            raise JobError("job.staged[{!r}]: must be a path inside the scratch directory, got {!r}".format(original, relative))
+    body["staged"] = staged
 
     res = _nested("job.resources", Resources, body.get("resources", {}))
     for key in ("cores", "memory_mb", "disk_mb", "gpus", "walltime_s"):

@@ -2,7 +2,7 @@
 # runtime, resolve the image, run the step, stage out, write a result record, exit with the
 # payload's code. Standard library only, Python >= 3.6: it is shipped with every job.
 #
-# Usage: python3 SHIM job.json [--result FILE] [--runtime NAME[,NAME...]]
+# Usage: python3 SHIM job.json [--result FILE] [--runtime NAME[,NAME...]] [--image REF --workspace DIR]
 #        python3 SHIM --doctor      (what this node offers: runtimes, transfer tools)
 
 import argparse
@@ -69,6 +69,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--result", help="where to write the result record (default: JOB.result.json beside the job)")
     parser.add_argument("--runtime", help="runtime preference, comma-separated (overrides the job and SCAILFIN_RUNTIME)")
     parser.add_argument("--doctor", action="store_true", help="report the runtimes and transfer tools this node has, and exit")
+    parser.add_argument("--outbox", help="directory for the result record and the outputs archive, which always gets "
+                        "an outputs archive, even an empty one (batch systems bring it back as it is)")
+    parser.add_argument("--image", help="the job's image (batch systems show it; must match the job file)")
+    parser.add_argument("--workspace", help="the job's workspace (batch systems show it; must match the job file)")
     args = parser.parse_args(argv)
     environ = dict(os.environ)
     if args.doctor:
@@ -94,7 +98,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "payload_exit_code": None,
         "shim_error": None,
     }
-    result_file = args.result or result_path_for(args.job)
+    if args.outbox:
+        os.makedirs(args.outbox, exist_ok=True)
+    result_file = args.result or (os.path.join(args.outbox, "job.result.json") if args.outbox else result_path_for(args.job))
     started = time.monotonic()
     try:
         code = _run(args, environ, record)
@@ -110,6 +116,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     record["finished"] = time.time()
     record["exit_code"] = code
     _write_result(result_file, record)
+    if args.outbox:
+        try:
+            staging.empty_outbox(args.outbox)
+        except staging.StagingError as e:
+            _say("cannot leave an empty outputs archive: {}".format(e))
     return code
 
 
@@ -121,12 +132,17 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         raise ShimFailure(EXIT_BAD_JOB, "bad job file: {}".format(e))
     record["job_id"] = job.id
     record["labels"] = job.labels
+    for flag, value, expected in (("--image", args.image, job.image), ("--workspace", args.workspace, job.workspace)):
+        if value is not None and value != expected:
+            raise ShimFailure(EXIT_BAD_JOB, "{} {} does not match the job file's {}".format(flag, value, expected))
 
     t = time.monotonic()
+    scratch = os.path.dirname(os.path.abspath(args.job))
     try:
-        record["stage_in"] = staging.stage_in(job, environ)
+        placement = staging.stage_in(job, scratch, environ)
     except staging.StagingError as e:
         raise ShimFailure(EXIT_STAGING, "stage-in failed: {}".format(e))
+    record["stage_in"] = placement.record
     timings["stage_in"] = round(time.monotonic() - t, 6)
 
     t = time.monotonic()
@@ -147,7 +163,7 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
             record["host"], "; ".join(record["detection"])))
     record["runtime"] = {"name": found.name, "version": found.version, "path": found.path}
 
-    binds = job.all_binds()
+    binds = placement.binds
     try:
         runtime.check_binds(binds)
     except BindError as e:
@@ -179,13 +195,14 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         "{} {}".format(found.name, found.version), image.reference, record["host"], job.id, image.how))
 
     t = time.monotonic()
-    code, timed_out = _payload(job, invocation)
+    code, timed_out = _payload(job, placement, invocation)
     timings["run"] = round(time.monotonic() - t, 6)
     record["payload_exit_code"] = code
 
     t = time.monotonic()
     try:
-        record["stage_out"] = staging.stage_out(job, environ)
+        outbox = args.outbox or os.path.dirname(os.path.abspath(args.result or result_path_for(args.job)))
+        record["stage_out"] = staging.stage_out(job, placement, outbox)
     except staging.StagingError as e:
         raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
     timings["stage_out"] = round(time.monotonic() - t, 6)
@@ -207,23 +224,23 @@ def doctor(environ) -> List[str]:
     return lines
 
 
-def _payload(job: Job, invocation) -> (int, bool):
+def _payload(job: Job, placement, invocation) -> (int, bool):
     """Run the container command with the job's stdio; return (exit code, walltime exceeded)."""
     opened = []
     try:
         if job.script is not None:
             stdin = subprocess.PIPE
-        elif job.stdin is not None:
-            stdin = open(job.stdin, "rb")
+        elif placement.stdin is not None:
+            stdin = open(placement.stdin, "rb")
             opened.append(stdin)
         else:
             stdin = subprocess.DEVNULL
         stdout = stderr = None
-        if job.stdout is not None:
-            stdout = open(job.stdout, "wb")
+        if placement.stdout is not None:
+            stdout = open(placement.stdout, "wb")
             opened.append(stdout)
-        if job.stderr is not None:
-            stderr = open(job.stderr, "wb")
+        if placement.stderr is not None:
+            stderr = open(placement.stderr, "wb")
             opened.append(stderr)
         try:
             proc = subprocess.Popen(invocation.argv, stdin=stdin, stdout=stdout, stderr=stderr,
