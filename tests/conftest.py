@@ -163,3 +163,20 @@ def result_records(stderr):
             return [json.load(open(os.path.join(run_dir, d, "job.result.json"))) for d in sorted(os.listdir(run_dir))
                     if os.path.exists(os.path.join(run_dir, d, "job.result.json"))]
     raise AssertionError("scailfin-cwl did not say where its result records are:\n" + stderr[-2000:])
+
+
+@pytest.fixture(scope="session")
+def pool():
+    """The test site's HTCondor pool (started by dev/test): its schedd, through the bindings."""
+    import htcondor2
+
+    if not os.environ.get("CONDOR_CONFIG") or not os.path.exists(os.environ["CONDOR_CONFIG"]):
+        pytest.fail("CONDOR_CONFIG does not point at the test site's client configuration: run through dev/test")
+    collector = htcondor2.Collector()
+    schedd = htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, "localhost"))
+    schedd.query(constraint="false", projection=["ClusterId"])
+    return schedd
+
+
+def jobs_in_queue(schedd, constraint):
+    return schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "JobStatus"])

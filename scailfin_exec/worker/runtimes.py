@@ -172,25 +172,31 @@ class CharliecloudRuntime(ContainerRuntime):
         if "PATH" not in env and not os.path.isfile(os.path.join(image, "ch", "environment")):
             env["PATH"] = DEFAULT_PATH
         argv += ["--set-env={}={}".format(k, v) for k, v in sorted(env.items())]
+        # ch-run can only mount onto a directory the read-only image has. --write-fake (>= 0.32)
+        # overlays a writable layer where mount points can be made, but overlayfs splits its
+        # lowerdir at ':', so it cannot use an image directory named like CVMFS's "alpine:3.20".
+        # Otherwise a same-path bind can mount the nearest ancestor the image has instead.
+        if _version_tuple(version) < (0, 32):
+            why_not_fake = "this ch-run has no --write-fake (>= 0.32)"
+        elif ":" in os.path.realpath(image):
+            why_not_fake = "--write-fake cannot overlay an image path containing ':' ({})".format(image)
+        else:
+            why_not_fake = None
         needs_fake = False
         bound = set()
         for bind in spec.binds:
             target = bind.target
             if not _exists_in_image(image, target):
-                if write_fake:
+                if why_not_fake is None:
                     needs_fake = True
-                elif bind.source == bind.target:
-                    # ch-run < 0.32 can only mount onto a directory the (read-only) image has:
-                    # bind the nearest ancestor it has instead, still at the same absolute path
-                    ancestor = _nearest_existing(image, target)
-                    if ancestor == "/":
-                        raise BindError("charliecloud {} cannot bind {}: no parent directory of it exists in the image "
-                                        "and this ch-run has no --write-fake (>= 0.32)".format(version, target))
-                    notes.append("charliecloud {}: image lacks {}, bound its ancestor {} at the same path".format(version, target, ancestor))
-                    target = ancestor
+                elif bind.source == bind.target and _nearest_existing(image, target) != "/":
+                    target = _nearest_existing(image, target)  # still at the same absolute path
+                    notes.append("charliecloud {}: the image lacks {}, so its ancestor {} was bound at the same "
+                                 "path ({})".format(version, bind.target, target, why_not_fake))
                 else:
-                    raise BindError("charliecloud {} cannot bind {} at {}: the image has no such directory and this ch-run "
-                                    "has no --write-fake (>= 0.32)".format(version, bind.source, bind.target))
+                    raise BindError("charliecloud {} cannot bind {} at {}: the image has no such directory (nor, for a "
+                                    "same-path bind, any parent of it but /) and {}".format(
+                                        version, bind.source, bind.target, why_not_fake))
             if target in bound:
                 continue
             bound.add(target)

@@ -1,0 +1,145 @@
+# The htcondor scheduler against the real test pool (HTCondor 25 in the test site): real jobs,
+# real worker shims, real containers on the worker.
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scailfin_exec.config import Settings
+from scailfin_exec.job import ImageSources, Job
+from scailfin_exec.schedulers import SchedulerError
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler, condor_arguments
+
+from ..conftest import jobs_in_queue
+
+
+@pytest.fixture
+def job(tmp_path, image_roots):
+    def make(name, argv, workspace, runtime="apptainer", **kw):
+        return Job(id=name, image="docker.io/library/alpine", argv=argv, workspace=str(workspace), runtime=[runtime],
+                   images=ImageSources(image_roots, None, False), labels={"step": name, "workflow": "t"}, **kw)
+    return make
+
+
+def test_arguments_are_quoted_for_the_submit_language():
+    assert condor_arguments(["python3", "a b", "it's", 'say "x"']) == '"\'python3\' \'a b\' \'it\'\'s\' \'say ""x""\'"'
+    with pytest.raises(SchedulerError, match="newline"):
+        condor_arguments(["a\nb"])
+
+
+def test_jobs_ready_together_go_in_one_transaction_and_carry_image_and_workspace(pool, tmp_path, job):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(transfer="htcondor"), batch_name="one-transaction") as sched:
+        handles = [sched.submit(job(f"s{i}", ["sh", "-c", f"echo {i} > out{i}.txt; sleep 2"], ws,
+                                    transfer="htcondor", outputs=[f"out{i}.txt"])) for i in range(5)]
+        time.sleep(1.5)  # all submitted, still running: look at them in the queue
+        ads = pool.query(constraint=f'JobBatchName == "one-transaction"',
+                         projection=["ClusterId", "ProcId", "ScailfinImage", "ScailfinWorkspace", "ScailfinStep", "Arguments",
+                                     "RequestCpus", "RequestMemory"])
+        results = [sched.wait(h, timeout=120) for h in handles]
+    assert all(r.ok for r in results), [r.describe() for r in results]
+    assert len({ad["ClusterId"] for ad in ads}) == 1 and len(ads) == 5  # one cluster: one transaction
+    assert {ad["ScailfinStep"] for ad in ads} == {f"s{i}" for i in range(5)}
+    assert {ad["ScailfinImage"] for ad in ads} == {"docker.io/library/alpine"}
+    assert {ad["ScailfinWorkspace"] for ad in ads} == {str(ws)}
+    assert all("--image docker.io/library/alpine" in ad["Arguments"] and f"--workspace {ws}" in ad["Arguments"] for ad in ads)
+    assert [(ws / f"out{i}.txt").read_text() for i in range(5)] == [f"{i}\n" for i in range(5)]
+    assert {r.record["runtime"]["name"] for r in results} == {"apptainer"}
+    assert os.path.exists(tmp_path / "run" / "events.log")
+
+
+def test_a_job_held_by_a_missing_input_fails_with_the_hold_reason_and_leaves_the_queue(pool, tmp_path, job):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    missing = tmp_path / "not-there.txt"
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="held-input") as sched:
+        result = sched.run(job("needs-input", ["cat", str(missing)], ws, transfer="htcondor", inputs=[str(missing)]))
+    assert not result.ok and result.exit_code is None
+    assert "held by HTCondor" in result.error and "not-there.txt" in result.error
+    assert "HoldReasonCode 13" in result.error
+    assert jobs_in_queue(pool, 'JobBatchName == "held-input"') == []
+
+
+def test_transfer_shared_fails_where_the_worker_cannot_see_the_workspace_and_htcondor_transfer_works(pool, tmp_path, job):
+    # the test site gives every job a private /tmp: a workspace under /tmp is not shared
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "in.txt").write_text("from the submit side\n")
+    step = ["sh", "-c", f"cat {ws}/in.txt > {ws}/copy.txt"]  # reads the original absolute path
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="visibility") as sched:
+        shared = sched.run(job("shared", step, ws, transfer="shared"))
+        transferred = sched.run(job("transferred", step, ws, transfer="htcondor", outputs=["copy.txt"]))
+    assert shared.exit_code == 254 and "workspace" in shared.shim_error["message"]
+    assert "is not a directory on this worker" in shared.shim_error["message"]
+    assert transferred.ok, transferred.describe()
+    assert (ws / "copy.txt").read_text() == "from the submit side\n"
+
+
+def test_transfer_shared_on_a_shared_file_system(pool, tmp_path, job):
+    shared_root = "/srv/scailfin-shared"
+    ws = tempfile_dir(shared_root)
+    (ws / "in.txt").write_text("shared\n")
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="shared-fs") as sched:
+        result = sched.run(job("shared", ["sh", "-c", "cat in.txt in.txt > twice.txt"], ws, transfer="shared",
+                               runtime="charliecloud")._replace(image="docker.io/library/debian:stable-slim"))
+    assert result.ok, result.describe()
+    assert (ws / "twice.txt").read_text() == "shared\nshared\n"
+    assert result.record["runtime"]["name"] == "charliecloud" and result.record["stage_in"]["method"] == "shared"
+    # the image tree names directories like CVMFS ("debian:stable-slim"), which --write-fake cannot
+    # overlay: the shim bound the workspace's ancestor that the image has (/srv), at the same path
+    assert any("its ancestor /srv was bound at the same path" in note for note in result.record["notes"])
+
+
+def tempfile_dir(root):
+    import pathlib
+    import tempfile
+    return pathlib.Path(tempfile.mkdtemp(dir=root))
+
+
+def test_cancel_removes_the_job_from_the_queue(pool, tmp_path, job):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="cancelled") as sched:
+        handle = sched.submit(job("long", ["sleep", "300"], ws, transfer="htcondor"))
+        deadline = time.monotonic() + 60
+        while handle.native.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert handle.native.state == "running"
+        sched.cancel(handle)
+        result = sched.wait(handle, timeout=60)
+    assert result.error == "cancelled"
+    assert jobs_in_queue(pool, 'JobBatchName == "cancelled"') == []
+
+
+def test_close_removes_every_job_of_the_run(pool, tmp_path, job):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="closed-run")
+    handles = [sched.submit(job(f"l{i}", ["sleep", "300"], ws, transfer="htcondor")) for i in range(4)]
+    deadline = time.monotonic() + 30
+    while any(h.native.cluster is None for h in handles) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(jobs_in_queue(pool, 'JobBatchName == "closed-run"')) == 4
+    sched.close()
+    assert all(sched.poll(h).error == "cancelled" for h in handles)
+    assert jobs_in_queue(pool, 'JobBatchName == "closed-run"') == []
+
+
+def test_an_unreachable_collector_fails_before_anything_is_submitted(tmp_path):
+    with pytest.raises(SchedulerError, match="cannot reach the HTCondor collector at 127.0.0.1:9"):
+        HTCondorScheduler(str(tmp_path / "run"), Settings(pool="127.0.0.1:9"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_submitting_as_root_is_refused_before_contacting_the_pool(tmp_path):
+    # uid 0 for real, in a user namespace of our own (no privileges on the host)
+    code = ("from scailfin_exec.schedulers.htcondor import HTCondorScheduler; from scailfin_exec.config import Settings\n"
+            f"HTCondorScheduler({str(tmp_path / 'run')!r}, Settings(pool='127.0.0.1:9'))")
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", code],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "refusing to submit as root" in proc.stderr and "cannot reach" not in proc.stderr
