@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 import cwltool.main
 from cwltool.argparser import arg_parser as cwltool_arg_parser
@@ -64,7 +65,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scailfin-cwl: error: {e}", file=sys.stderr)
             backend.close()
             return 1
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = threading.Event()
+
+    def interrupt(signum, frame):
+        # Cancel the run's jobs and let cwltool see its steps fail: a KeyboardInterrupt inside
+        # cwltool's parallel executor deadlocks it (it waits for its threads holding their lock).
+        if interrupted.is_set():
+            _logger.error("interrupted again: exiting now")
+            os._exit(130)
+        interrupted.set()
+        _logger.error("interrupted: cancelling this run's jobs")
+        threading.Thread(target=backend.close, name="cancel-run").start()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         loading = LoadingContext(vars(args))
         loading.construct_tool_object = make_tool_factory(backend)
@@ -72,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         run_executor = executor(backend, parallel=bool(args.parallel), limit=getattr(args, "parallel_max", None))
         code = cwltool.main.main(args=args, executor=run_executor, loadingContext=loading, runtimeContext=runtime)
     except KeyboardInterrupt:
-        _logger.error("interrupted: cancelling this run's jobs")
-        code = 130
+        interrupted.set()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        scheduler = backend._scheduler
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         backend.close()
         cwltool.main._terminate_processes()
+    scheduler = backend.closed_scheduler
+    if interrupted.is_set():
+        code = 130
     if scheduler is not None:
         if code == 0 and settings.run_dir is None:
             shutil.rmtree(scheduler.run_dir, ignore_errors=True)  # a temporary one; --run-dir keeps them
@@ -86,10 +101,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
                   file=sys.stderr)
     return code
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run() -> None:

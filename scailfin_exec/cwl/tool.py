@@ -29,7 +29,7 @@ from cwltool.process import stage_files
 
 from ..config import Settings
 from ..job import Bind, ImageSources, Job, Resources
-from ..schedulers import Scheduler, make_scheduler
+from ..schedulers import Scheduler, SchedulerError, make_scheduler
 
 _logger = logging.getLogger("cwltool")
 CUDA_REQUIREMENT = "http://commonwl.org/cwltool#CUDARequirement"
@@ -44,7 +44,10 @@ class CWLBackend:
         self.settings = settings
         self.workflow = workflow
         self._scheduler = scheduler
+        self._closed = False
+        self.closed_scheduler: Scheduler | None = None
         self._lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._counter = itertools.count(1)
         self.fifo_dir = tempfile.mkdtemp(prefix="scailfin-cwl-")
         self.job_class = type("ScailfinJob", (ScailfinJob,), {"backend": self})
@@ -52,6 +55,8 @@ class CWLBackend:
     @property
     def scheduler(self) -> Scheduler:
         with self._lock:
+            if self._closed:
+                raise SchedulerError("this workflow run has ended: no more jobs are submitted")
             if self._scheduler is None:
                 self._scheduler = make_scheduler(self.settings, batch_name=self.workflow)
             return self._scheduler
@@ -64,10 +69,14 @@ class CWLBackend:
         return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name).strip('._') or 'step'}-{next(self._counter)}"
 
     def close(self) -> None:
-        with self._lock:
-            if self._scheduler is not None:
-                self._scheduler.close()
-        shutil.rmtree(self.fifo_dir, ignore_errors=True)
+        """Cancel what is still running and release the scheduler; later calls wait for the first."""
+        with self._close_lock:
+            with self._lock:
+                scheduler, self._closed, self._scheduler = self._scheduler, True, None
+            if scheduler is not None:
+                scheduler.close()
+                self.closed_scheduler = scheduler
+            shutil.rmtree(self.fifo_dir, ignore_errors=True)
 
 
 class ScailfinCommandLineTool(CommandLineTool):
@@ -192,7 +201,8 @@ class ScailfinJob(CommandLineJob):
             monitor = functools.partial(self._run_step, job_id, image, walltime, fifo)
             super()._execute(_WAITER + [fifo], {}, runtimeContext, monitor)
         finally:
-            os.unlink(fifo)
+            if os.path.exists(fifo):  # gone if the run was cancelled meanwhile
+                os.unlink(fifo)
 
     def _image(self) -> str:
         req, _ = self.get_requirement("DockerRequirement")

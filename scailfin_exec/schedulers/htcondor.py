@@ -301,7 +301,10 @@ class HTCondorScheduler(Scheduler):
         directory = handle.directory
         status = int(event.get("ReturnValue", -1)) if event.get("TerminatedNormally", True) else \
             128 + int(event.get("TerminatedBySignal", 0))
-        result = read_result(handle.job.id, os.path.join(directory, OUTBOX, "job.result.json"), status,
+        brought = os.path.join(directory, OUTBOX, "job.result.json")
+        if os.path.exists(brought):  # where every scheduler keeps it
+            os.replace(brought, handle.result_file)
+        result = read_result(handle.job.id, handle.result_file, status,
                              stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
         archive = os.path.join(directory, OUTBOX, "outputs.tar")
         if handle.job.transfer == "htcondor" and os.path.exists(archive):

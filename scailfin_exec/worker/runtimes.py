@@ -22,6 +22,10 @@ class BindError(Exception):
     """The runtime cannot mount a path where the job needs it (forbidden target, bad syntax)."""
 
 
+class ImagePathError(Exception):
+    """The runtime could run the job from the same image at a plainer path (no ':' in it)."""
+
+
 class Detection(NamedTuple):
     name: str
     usable: bool
@@ -88,6 +92,10 @@ class ContainerRuntime:
         raise NotImplementedError
 
 
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def _version_tuple(version: str):
     return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
 
@@ -129,9 +137,18 @@ class ApptainerRuntime(ContainerRuntime):
                 argv += ["--bind", "{}:{}:{}".format(bind.source, bind.target, "rw" if bind.writable else "ro")]
         if spec.gpus:
             argv.append("--nv")
+        variables = dict(spec.env)
+        home = variables.pop("HOME", None)  # Apptainer refuses HOME from APPTAINERENV_: only --home sets it
+        if home is not None:
+            mounted = [b for b in spec.binds if _inside(home, b.target)]
+            source = mounted[-1].source + home[len(mounted[-1].target):] if mounted else None
+            if source is not None and ":" not in source + home:
+                argv += ["--home", "{}:{}".format(source, home)]
+            else:
+                notes.append("{}: HOME={} was not set (--home needs it mounted, at a path without ':')".format(self.name, home))
         argv += [spec.image.location] + list(spec.argv)
         env = _host_env(environ, self._strip)
-        env.update({self.env_prefix + k: v for k, v in spec.env.items()})
+        env.update({self.env_prefix + k: v for k, v in variables.items()})
         if not spec.network:
             notes.append("{} shares the host network (no isolation without root)".format(self.name))
         return Invocation(argv, env, notes)
@@ -193,6 +210,8 @@ class CharliecloudRuntime(ContainerRuntime):
                     target = _nearest_existing(image, target)  # still at the same absolute path
                     notes.append("charliecloud {}: the image lacks {}, so its ancestor {} was bound at the same "
                                  "path ({})".format(version, bind.target, target, why_not_fake))
+                elif _version_tuple(version) >= (0, 32):
+                    raise ImagePathError(image)  # --write-fake would work from a path without ':'
                 else:
                     raise BindError("charliecloud {} cannot bind {} at {}: the image has no such directory (nor, for a "
                                     "same-path bind, any parent of it but /) and {}".format(
@@ -261,8 +280,10 @@ class PodmanRuntime(ContainerRuntime):
     def _entrypoint(self, argv0):
         return "--entrypoint=" + json.dumps([argv0])
 
+    global_options = ["--log-level=error"]  # its warnings would land in the step's stderr
+
     def command(self, exe, version, spec, environ):
-        argv = [exe] + list(spec.options) + ["run", "--rm", "--pull=never"]
+        argv = [exe] + self.global_options + list(spec.options) + ["run", "--rm", "--pull=never"]
         if spec.interactive:
             argv.append("-i")
         argv += self._user()
@@ -283,6 +304,7 @@ class PodmanRuntime(ContainerRuntime):
 
 class DockerRuntime(PodmanRuntime):
     name = program = "docker"
+    global_options = []
 
     def check(self, found, version_text, environ):
         out = procs.run([found.path, "version", "--format", "{{.Server.Version}}"], timeout=15, env=dict(environ))

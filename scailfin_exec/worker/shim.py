@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 from . import images, staging
 from .jobspec import DEFAULT_RUNTIME_ORDER, FORMAT_VERSION, Job, JobError, check_runtime_names, load_job
-from .runtimes import RUNTIMES, BindError, RunSpec
+from .runtimes import RUNTIMES, BindError, ImagePathError, RunSpec
 
 # The shim's own failures use these exit codes (payload codes pass through unchanged; the
 # result record's "shim_error" says which one it was when in doubt).
@@ -75,6 +75,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--workspace", help="the job's workspace (batch systems show it; must match the job file)")
     args = parser.parse_args(argv)
     environ = dict(os.environ)
+    # batch jobs often start without PATH: runtimes want one (ch-run warns into the step's stderr)
+    environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if args.doctor:
         lines = doctor(environ)
         print("\n".join(lines))
@@ -186,9 +188,17 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
                    job.script is not None or job.stdin is not None, job.network,
                    job.runtime_options.get(found.name, []), job.entrypoint)
     try:
-        invocation = runtime.command(found.path, found.version, spec, environ)
+        try:
+            invocation = runtime.command(found.path, found.version, spec, environ)
+        except ImagePathError:
+            image = images.plain_copy(image, job.images, environ)
+            record["image"].update(location=image.location, how=image.how)
+            spec = spec._replace(image=image)
+            invocation = runtime.command(found.path, found.version, spec, environ)
     except BindError as e:
         raise ShimFailure(EXIT_BIND, str(e))
+    except images.ImageError as e:
+        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
     record["command"] = invocation.argv
     record["notes"] += invocation.notes
     _say("{} ran {} on {} for job {} ({})".format(

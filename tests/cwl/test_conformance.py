@@ -21,7 +21,7 @@ def known_failures(runtime):
         {test: reason for test, reason in (listed.get(runtime) or {}).items()}
 
 
-def run_suite(tmp_path, image_roots, runtime, extra=()):
+def run_suite(tmp_path, image_roots, runtime, extra=(), scailfin_options=()):
     source = os.environ["CWL_CONFORMANCE_DIR"]
     suite = tmp_path / "cwl-v1.2"
     shutil.copytree(source, suite)  # a writable copy: outputs copied from read-only inputs stay writable
@@ -30,11 +30,11 @@ def run_suite(tmp_path, image_roots, runtime, extra=()):
     exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
     argv = [os.path.join(os.path.dirname(sys.executable), "cwltest"), "--test", str(suite / "conformance_tests.yaml"),
             "--tool", exe, "-j", "2", "--timeout", "300", "--junit-xml", str(junit), *extra, "--",
-            "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--runtime", runtime]
+            "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--runtime", runtime, *scailfin_options]
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
     results = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        failed = case.find("failure") is not None or case.find("error") is not None or case.find("skipped") is not None
+        failed = any(case.find(kind) is not None for kind in ("failure", "error", "skipped"))
         results[case.get("file")] = "failed" if failed else "passed"
     return proc, results
 
