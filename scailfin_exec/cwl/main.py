@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if scheduler is not None:
         if code == 0 and settings.run_dir is None:
             shutil.rmtree(scheduler.run_dir, ignore_errors=True)  # a temporary one; --run-dir keeps them
-        elif os.listdir(scheduler.run_dir):
+        elif scheduler.handles:
             print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
                   file=sys.stderr)
     return code

@@ -60,6 +60,11 @@ class Scheduler(abc.ABC):
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job (queued or running); its result says it was cancelled."""
 
+    @property
+    def handles(self) -> list[JobHandle]:
+        """The jobs submitted so far."""
+        return list(self._handles)
+
     def run(self, job: Job) -> Result:
         return self.wait(self.submit(job))
 

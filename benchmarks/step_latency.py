@@ -1,0 +1,84 @@
+# Benchmark: the seconds scailfin-exec adds to one step on HTCondor. In one run, alternating:
+#   baseline: a raw HTCondor job (bindings, event log) whose executable runs the same container
+#             directly (apptainer exec IMAGE true), submit to termination;
+#   ours:     a one-step CWL workflow through `scailfin-cwl --scheduler htcondor` (same image,
+#             same runtime), whole command;
+#   cwltool:  `scailfin-cwl --validate` on the same workflow: cwltool's own start-up and loading,
+#             which any CWL run pays, to show where the difference goes.
+# Prints medians and the difference (goal: under 0.5 s).
+#
+#   dev/as-test-user python benchmarks/step_latency.py [--repeat 5]
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import htcondor2
+
+IMAGE_ROOT = os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS", "/var/cache/scailfin-exec/images/unpacked").split(os.pathsep)[0]
+IMAGE_DIR = os.path.join(IMAGE_ROOT, "registry.hub.docker.com", "library", "alpine:latest")
+STEP = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement: {dockerPull: docker.io/library/alpine}
+baseCommand: "true"
+inputs: []
+outputs: []
+"""
+
+
+def raw_job(schedd, work, i):
+    log = os.path.join(work, f"raw-{i}.log")
+    started = time.perf_counter()
+    schedd.submit(htcondor2.Submit({
+        "executable": "/usr/bin/apptainer", "transfer_executable": "false",
+        "arguments": f"exec --contain --cleanenv {IMAGE_DIR} true",
+        "log": log, "output": os.path.join(work, f"raw-{i}.out"), "error": os.path.join(work, f"raw-{i}.err"),
+        "should_transfer_files": "YES", "batch_name": "step-latency-raw"}))
+    for event in htcondor2.JobEventLog(log).events(stop_after=120):
+        if event.type == htcondor2.JobEventType.JOB_TERMINATED:
+            if event["ReturnValue"] != 0:
+                sys.exit(f"the raw job failed: {open(os.path.join(work, f'raw-{i}.err')).read()}")
+            return time.perf_counter() - started
+    sys.exit("the raw job did not finish")
+
+
+def timed(argv, cwd):
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="step-latency-")
+    step = os.path.join(work, "step.cwl")
+    with open(step, "w") as f:
+        f.write(STEP)
+    schedd = htcondor2.Schedd(htcondor2.Collector().locate(htcondor2.DaemonType.Schedd, "localhost"))
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+    ours = [exe, "--quiet", "--scheduler", "htcondor", "--transfer", "htcondor", "--runtime", "apptainer",
+            "--image-roots", IMAGE_ROOT, "--pull", "no", step]
+    times = {"raw": [], "ours": [], "cwltool": []}
+    for i in range(args.repeat):
+        times["raw"].append(raw_job(schedd, work, i))
+        times["ours"].append(timed(ours, work))
+        times["cwltool"].append(timed([exe, "--validate", step], work))
+    raw, mine, loading = (statistics.median(times[k]) for k in ("raw", "ours", "cwltool"))
+    print(f"step latency on the test site, median of {args.repeat} runs each (apptainer, alpine, `true`)")
+    print(f"raw HTCondor job running the container:      {raw:6.2f} s")
+    print(f"one-step workflow through scailfin-cwl:      {mine:6.2f} s")
+    print(f"  of which cwltool's start-up and loading:   {loading:6.2f} s (scailfin-cwl --validate)")
+    print(f"added by scailfin-cwl over the raw job:      {mine - raw:6.2f} s (goal: under 0.5 s)")
+    print(f"added beyond cwltool's own start-up:         {mine - raw - loading:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
