@@ -23,7 +23,7 @@ from .worker.shim import EXIT_CODES, result_path_for  # noqa: F401
 
 def validated(job: Job) -> Job:
     """The job as the shim will read it (normalised paths), or JobError."""
-    return job_from_dict(json.loads(dumps(job)))
+    return job_from_dict(job_to_dict(job))
 
 
 def write_job(job: Job, path: str) -> Job:
