@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..job import Job, Result, read_result
 from ..shipping import build_shim
+from ..worker.staging import needed_paths
 from . import JobHandle, Scheduler, SchedulerError
 
 BATCH_WINDOW_S = 0.25  # jobs that become ready this close together share one submit transaction
@@ -202,6 +203,7 @@ class HTCondorScheduler(Scheduler):
             "My.ScailfinStep": "$(scailfin_step)",
             "My.ScailfinJobId": "$(scailfin_job)",
             "My.ScailfinRun": quote(self.run_id),
+            "My.WantIOProxy": "$(scailfin_io_proxy)",  # transfer: chirp reaches the submit side through it
         }
         if s.accounting_group:
             description["accounting_group"] = s.accounting_group
@@ -230,6 +232,7 @@ class HTCondorScheduler(Scheduler):
             "scailfin_workspace": quote(job.workspace),
             "scailfin_step": quote(job.labels.get("step", job.id)),
             "scailfin_job": quote(job.id),
+            "scailfin_io_proxy": "true" if job.transfer == "chirp" else "false",
         }
         for key, value in row.items():
             if "$(" in value or "\n" in value:
@@ -306,6 +309,8 @@ class HTCondorScheduler(Scheduler):
             os.replace(brought, handle.result_file)
         result = read_result(handle.job.id, handle.result_file, status,
                              stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
+        if handle.job.transfer == "chirp":
+            _remove_temporaries(handle.job)
         archive = os.path.join(directory, OUTBOX, "outputs.tar")
         if handle.job.transfer == "htcondor" and os.path.exists(archive):
             try:
@@ -398,11 +403,8 @@ def _pack_for_transfer(job: Job, send: str) -> dict[str, str]:
     when it cannot), or, when two share a name, through a link in send/N/ (the transfer
     follows links to files). Directories travel as send/N.tar: HTCondor cannot follow links to
     directories, and one archive moves many small files faster than the files themselves."""
-    paths = {job.workspace} | {b.source for b in job.binds} | set(job.inputs) | ({job.stdin} if job.stdin else set())
-    outermost = [p for p in sorted(paths)
-                 if not any(p != q and p.startswith(q.rstrip("/") + "/") and os.path.isdir(q) for q in paths)]
     staged, taken = {}, set(RESERVED_NAMES)
-    for number, path in enumerate(outermost):
+    for number, path in enumerate(needed_paths(job)):
         name = os.path.basename(path)
         if os.path.isdir(path):
             os.makedirs(send, exist_ok=True)
@@ -423,6 +425,19 @@ def _transfer_inputs(shim: str, job: Job) -> list[str]:
     direct = [path for path, relative in sorted(job.staged.items()) if "/" not in relative]
     return [shim, "job.json", OUTBOX] + (["send"] if any(r.startswith("send/") for r in job.staged.values()) else []) \
         + direct
+
+
+def _remove_temporaries(job: Job) -> None:
+    """An attempt killed while writing outputs back through chirp (an eviction) leaves its
+    temporaries: never a partial output, but litter. Clear this job's once it has ended."""
+    mark = ".scailfin-" + job.id + "."
+    for directory, _, names in os.walk(job.workspace):
+        for name in names:
+            if name.startswith(".") and mark in name:
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
 
 
 def _merge_outputs(archive: str, workspace: str) -> None:

@@ -74,8 +74,13 @@ class Job(NamedTuple):
         return self.workdir or self.workspace
 
     def all_binds(self) -> List[Bind]:
-        """The workspace (writable, at its own path) followed by the extra binds."""
-        return [Bind(self.workspace, self.workspace, True)] + list(self.binds)
+        """The workspace (writable, at its own path), the extra binds, then every input that
+        neither brings (read-only, at its own path)."""
+        binds = [Bind(self.workspace, self.workspace, True)] + list(self.binds)
+        for path in self.inputs:
+            if not any(path == b.source or path.startswith(b.source.rstrip("/") + "/") for b in binds):
+                binds.append(Bind(path, path, False))
+        return binds
 
 
 _NESTED = {"resources": Resources, "images": ImageSources}

@@ -22,7 +22,7 @@ class Output(NamedTuple):
         return " | ".join(self.text.splitlines()[-lines:])
 
 
-def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=None) -> Output:
+def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=None, cwd: Optional[str] = None) -> Output:
     """Run argv; a missing program or a timeout is reported as a failed Output, never raised."""
     try:
         proc = subprocess.run(
@@ -32,6 +32,7 @@ def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=
             stderr=subprocess.PIPE,
             timeout=timeout,
             env=env,
+            cwd=cwd,
             universal_newlines=True,
             errors="replace",
         )

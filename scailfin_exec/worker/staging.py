@@ -3,18 +3,27 @@
 # htcondor: HTCondor's file transfer put what the step needs in the job's scratch directory
 #           (job.staged says where: directories as .tar, files as they are); each is bound at
 #           its original absolute path, and the declared outputs go back as one outputs.tar.
+# chirp:    the shim fetches what the step needs through HTCondor's I/O proxy (parrot_run, or
+#           condor_chirp when parrot is missing), binds each copy at its original absolute path,
+#           and writes the declared outputs back, each under a temporary name then renamed.
 # Standard library only (worker side).
 
+import json
 import os
 import re
 import shutil
+import stat
+import sys
 import time
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import procs
 from .jobspec import Bind, Job
 
 OUTPUTS_TAR = "outputs.tar"
+CHIRP_TIMEOUT_S = 3600  # one remote operation (a whole tree through parrot)
+CHIRP_ATTEMPTS = 3  # with 2 s, then 4 s between them
+CONDOR_CHIRP_MAX_BYTES = 2 ** 31 - 1  # condor_chirp holds a file in one buffer sized by a C int
 
 
 class StagingError(Exception):
@@ -39,8 +48,15 @@ def stage_in(job: Job, scratch: str, environ) -> Placement:
                               {"method": "shared", "files": 0, "bytes": 0})
     elif job.transfer == "htcondor":
         placement = _place_transferred(job, scratch)
+    elif job.transfer == "chirp":
+        chirp = Chirp(scratch, environ)
+        mapping = {path: os.path.join(scratch, "scailfin-in", str(number), os.path.basename(path))
+                   for number, path in enumerate(needed_paths(job))}
+        files, size = chirp.fetch(mapping)
+        placement = _placed(job, scratch, mapping, {"method": "chirp ({})".format(chirp.method), "files": files,
+                                                    "bytes": size, "notes": chirp.notes})
     else:
-        raise StagingError("transfer mode {!r} is not supported by this shim yet".format(job.transfer))
+        raise StagingError("unknown transfer mode {!r}".format(job.transfer))
     placement.record["seconds"] = round(time.monotonic() - started, 6)
     return placement
 
@@ -50,6 +66,11 @@ def stage_out(job: Job, placement: Placement, outbox: str) -> Dict:
     record = {"method": job.transfer, "files": 0, "bytes": 0}
     if job.transfer == "htcondor":
         record.update(pack_outputs(job, placement.workspace, os.path.join(outbox, OUTPUTS_TAR)))
+    elif job.transfer == "chirp":
+        chirp = Chirp(os.path.dirname(os.path.abspath(outbox)), dict(os.environ))
+        files = output_files(job, placement.workspace)
+        record.update(method="chirp ({})".format(chirp.method), notes=chirp.notes)
+        record["files"], record["bytes"] = chirp.put(placement.workspace, job.workspace, files, job.id)
     record["seconds"] = round(time.monotonic() - started, 6)
     return record
 
@@ -98,6 +119,18 @@ def _place_transferred(job: Job, scratch: str) -> Placement:
         else:
             files += 1
         mapping[original] = local
+    return _placed(job, scratch, mapping, {"method": "htcondor", "files": files, "bytes": size})
+
+
+def needed_paths(job: Job) -> List[str]:
+    """What a step needs from the submit side: its workspace, what it binds, its inputs and
+    stdin; a path inside another one (a directory) comes with it."""
+    paths = {job.workspace} | {b.source for b in job.binds} | set(job.inputs) | ({job.stdin} if job.stdin else set())
+    return [p for p in sorted(paths) if not any(p != q and _inside(p, q) for q in paths)]
+
+
+def _placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Placement:
+    """The job's binds and stdio on this worker, given where each submit-side path was put."""
     if job.workspace not in mapping:
         raise StagingError("the workspace {} was not transferred".format(job.workspace))
 
@@ -116,8 +149,38 @@ def _place_transferred(job: Job, scratch: str) -> Placement:
             os.makedirs(source, exist_ok=True)
         binds.append(Bind(source, bind.target, bind.writable))
     std = [here(p) if p else None for p in (job.stdin, job.stdout, job.stderr)]
-    return Placement(mapping[job.workspace], binds, std[0], std[1], std[2],
-                     {"method": "htcondor", "files": files, "bytes": size})
+    return Placement(mapping[job.workspace], binds, std[0], std[1], std[2], record)
+
+
+def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
+    """(local path, path relative to the workspace) of every file and directory the declared
+    outputs hold, parents first. Anything that would leave the workspace is refused: a
+    symbolic link pointing out of it (a '..' or an absolute path elsewhere was refused with the
+    job file)."""
+    real_root = os.path.realpath(workspace_here)
+    found = []
+
+    def add(local: str) -> None:
+        if os.path.islink(local):
+            target = os.path.join(os.path.dirname(local), os.readlink(local))
+            if not _inside(os.path.realpath(target), real_root):
+                raise StagingError("output {} is a symbolic link leaving the workspace (to {}): refused".format(
+                    job.workspace + local[len(workspace_here):], os.readlink(local)))
+        found.append((local, os.path.relpath(local, workspace_here)))
+
+    for output in job.outputs:
+        start = os.path.join(workspace_here, os.path.relpath(output, job.workspace))
+        if not os.path.lexists(start):
+            continue
+        if os.path.isdir(start) and not os.path.islink(start):
+            for directory, dirs, names in os.walk(start):
+                if directory != workspace_here:
+                    add(directory)
+                for name in sorted(names) + [d for d in sorted(dirs) if os.path.islink(os.path.join(directory, d))]:
+                    add(os.path.join(directory, name))
+        else:
+            add(start)
+    return sorted(set(found), key=lambda pair: pair[1])
 
 
 def pack_outputs(job: Job, workspace_here: str, tar_path: str) -> Dict:
@@ -134,6 +197,216 @@ def pack_outputs(job: Job, workspace_here: str, tar_path: str) -> Dict:
         _tar(["-cf", tmp, "--files-from", "/dev/null"])
     os.replace(tmp, tar_path)
     return {"files": len(members), "bytes": os.path.getsize(tar_path)}
+
+
+class Chirp:
+    """Files on the submit side, through HTCondor's I/O proxy: parrot_run when the worker has
+    it, else condor_chirp (file by file, no larger than 2 GiB, and unable to create directories).
+    Every remote operation has a timeout and is retried, with a growing pause."""
+
+    def __init__(self, scratch: str, environ):
+        config = environ.get("_CONDOR_CHIRP_CONFIG")
+        if not config or not os.path.isfile(config) or not _wants_io_proxy(environ):
+            raise StagingError("the HTCondor I/O proxy is not available to this job (no _CONDOR_CHIRP_CONFIG): "
+                               "transfer: chirp needs the job submitted with +WantIOProxy = true")
+        self.notes = []  # type: List[str]
+        # parrot reads the chirp configuration only from its working directory
+        self.workdir = os.path.join(scratch, "scailfin-chirp")
+        os.makedirs(self.workdir, exist_ok=True)
+        link = os.path.join(self.workdir, ".chirp.config")
+        if not os.path.lexists(link):
+            os.symlink(config, link)
+        search = os.pathsep.join([environ.get("PATH", os.defpath), "/opt/cctools/bin", "/usr/libexec/condor"])
+        configured = environ.get("SCAILFIN_PARROT")  # a site's own parrot_run
+        if configured:
+            self.parrot = configured if os.access(configured, os.X_OK) else None
+            where = "SCAILFIN_PARROT={}".format(configured)
+        else:
+            self.parrot = shutil.which("parrot_run", path=search)
+            where = "PATH or /opt/cctools/bin"
+        self.condor_chirp = shutil.which("condor_chirp", path=search)
+        if self.parrot:
+            self.method = "parrot"
+        elif self.condor_chirp:
+            self.method = "condor_chirp"
+            self.notes.append("no parrot_run on this worker ({}): fell back to condor_chirp".format(where))
+        else:
+            raise StagingError("neither parrot_run nor condor_chirp is on this worker")
+
+    def _run(self, argv: List[str], what: str) -> procs.Output:
+        for attempt in range(CHIRP_ATTEMPTS):
+            out = procs.run(argv, timeout=CHIRP_TIMEOUT_S, env=dict(os.environ, PWD=self.workdir), cwd=self.workdir)
+            if out.returncode == 0:
+                return out
+            if attempt + 1 < CHIRP_ATTEMPTS:
+                time.sleep(2 * 2 ** attempt)
+        raise StagingError("{} failed {} times through {} (last: exit {}: {})".format(
+            what, CHIRP_ATTEMPTS, self.method, out.returncode, _quiet(out)))
+
+    def _parrot(self, argv: List[str], what: str) -> procs.Output:
+        # -f: a symbolic link on the submit side is a link here too; -Q: never ask the catalog server
+        return self._run([self.parrot, "-f", "-Q", "-T", "60"] + argv, what)
+
+    def fetch(self, wanted: Dict[str, str]) -> Tuple[int, int]:
+        """Copy each submit-side file or tree to its local path (links kept); (files, bytes)."""
+        for local in wanted.values():
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+        if self.parrot:
+            # one process under parrot, looking at each entry itself: GNU cp trusts the directory
+            # listing's entry types, which parrot reports with links followed
+            plan = [["/chirp/CONDOR" + remote, local] for remote, local in sorted(wanted.items())]
+            self._python(_FETCH, plan, "fetching {} from the submit side".format(", ".join(sorted(wanted))))
+        else:
+            for remote, local in sorted(wanted.items()):
+                self._fetch_each(remote, local)
+        counts = [_count(local) for local in wanted.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def _python(self, script: str, plan: list, what: str) -> None:
+        path = os.path.join(self.workdir, "plan-{}.json".format(len(os.listdir(self.workdir))))
+        with open(path, "w") as f:
+            json.dump(plan, f)
+        python = sys.executable or shutil.which("python3", path=os.environ.get("PATH") or "/usr/bin:/bin")
+        self._parrot([python, "-S", "-c", script, path], what)
+
+    def _fetch_each(self, remote: str, local: str) -> None:
+        kind, size = self._stat(remote)
+        if kind == "dir":
+            os.makedirs(local, exist_ok=True)
+            listing = self._listing(remote)
+            for name in listing:
+                if name not in (".", ".."):
+                    self._fetch_each(remote.rstrip("/") + "/" + name, os.path.join(local, name))
+            return
+        if size > CONDOR_CHIRP_MAX_BYTES:
+            raise StagingError("{} is {} bytes: condor_chirp cannot move a file over {} bytes (install parrot_run "
+                               "on the workers, or use transfer: htcondor)".format(remote, size, CONDOR_CHIRP_MAX_BYTES))
+        self._run([self.condor_chirp, "fetch", remote, local], "fetching " + remote)
+        if os.path.getsize(local) != size:
+            raise StagingError("{} arrived with {} bytes instead of {}".format(remote, os.path.getsize(local), size))
+
+    def _listing(self, remote: str) -> List[str]:
+        # condor_chirp getdir exits with the listing's length, not 0: success is no complaint
+        for attempt in range(CHIRP_ATTEMPTS):
+            out = procs.run([self.condor_chirp, "getdir", remote], timeout=CHIRP_TIMEOUT_S, cwd=self.workdir)
+            if not out.stderr.strip() and out.returncode >= 0:
+                return [name for name in out.stdout.splitlines() if name]
+            if attempt + 1 < CHIRP_ATTEMPTS:
+                time.sleep(2 * 2 ** attempt)
+        raise StagingError("listing {} failed {} times through condor_chirp: {}".format(remote, CHIRP_ATTEMPTS, _quiet(out)))
+
+    def _stat(self, remote: str) -> Tuple[str, int]:
+        fields = self._run([self.condor_chirp, "stat", remote], "looking at " + remote).stdout
+        values = dict(re.findall(r"(\w+):\s*(-?\d+)", fields))
+        mode, size = int(values.get("mode", "0")), int(values.get("size", "0"))
+        return ("dir" if stat.S_ISDIR(mode) else "file"), size
+
+    def put(self, local_root: str, remote_root: str, files: List[Tuple[str, str]], tag: str) -> Tuple[int, int]:
+        """Write files back under remote_root: each to a temporary name, then renamed, so a
+        killed or evicted job leaves the old file or none, never a partial one."""
+        size = sum(os.lstat(local).st_size for local, _ in files if not os.path.isdir(local))
+        if not files:
+            return 0, 0
+        if self.parrot:
+            # one process under parrot does it all (a process per file would cost more than the copy)
+            plan = []
+            for local, relative in files:
+                final = "/chirp/CONDOR" + os.path.join(remote_root, relative)
+                kind = "link" if os.path.islink(local) else "dir" if os.path.isdir(local) else "file"
+                plan.append([local, final, os.path.join(os.path.dirname(final), temporary_name(os.path.basename(final), tag)), kind])
+            self._python(_WRITE_BACK, plan, "writing {} outputs back".format(len(files)))
+        else:
+            for local, relative in files:
+                if os.path.islink(local):
+                    raise StagingError("condor_chirp cannot write back the symbolic link {}".format(relative))
+                final = os.path.join(remote_root, relative)
+                if os.path.isdir(local):
+                    if self._stat(final)[0] != "dir":
+                        raise StagingError("condor_chirp cannot create the directory {} on the submit side".format(final))
+                    continue
+                temporary = os.path.join(os.path.dirname(final), temporary_name(os.path.basename(final), tag))
+                mode = "{:o}".format(stat.S_IMODE(os.stat(local).st_mode))
+                self._run([self.condor_chirp, "put", "-perm", mode, local, temporary], "writing {} back".format(relative))
+                # condor_chirp has no rename: link the whole file in place of the old one
+                procs.run([self.condor_chirp, "remove", final], timeout=CHIRP_TIMEOUT_S, cwd=self.workdir)
+                self._run([self.condor_chirp, "link", temporary, final], "renaming {} into place".format(relative))
+                self._run([self.condor_chirp, "remove", temporary], "removing the temporary of " + relative)
+        return len([f for f in files if not os.path.isdir(f[0]) or os.path.islink(f[0])]), size
+
+
+def _wants_io_proxy(environ) -> bool:
+    """HTCondor gives every job a chirp configuration, but file access only with WantIOProxy."""
+    job_ad = environ.get("_CONDOR_JOB_AD")
+    if not job_ad or not os.path.isfile(job_ad):
+        return True  # not an HTCondor job ad to ask: let the first transfer say
+    with open(job_ad, errors="replace") as f:
+        return any(re.match(r"(?i)^\s*WantIOProxy\s*=\s*true\s*$", line) for line in f)
+
+
+def temporary_name(name: str, job_id: str) -> str:
+    """Where an output is written before it is renamed into place: named after the job, and
+    after this attempt (an evicted attempt's leftover is not ours to reuse)."""
+    return ".{}.scailfin-{}.{}-{}".format(name, job_id, os.uname().nodename, os.getpid())
+
+
+# Run under parrot, where /chirp/CONDOR/... is the submit side: each tree copied entry by entry
+# (what each entry is comes from lstat; links stay links; permissions kept).
+_FETCH = """
+import json, os, shutil, stat, sys
+def copy(source, target):
+    info = os.lstat(source)
+    if stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(source), target)
+    elif stat.S_ISDIR(info.st_mode):
+        os.mkdir(target)
+        for name in os.listdir(source):
+            copy(os.path.join(source, name), os.path.join(target, name))
+        os.chmod(target, stat.S_IMODE(info.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+    else:
+        shutil.copyfile(source, target)
+        os.chmod(target, stat.S_IMODE(info.st_mode) | stat.S_IWUSR)
+for source, target in json.load(open(sys.argv[1])):
+    if os.path.isdir(target) and not os.path.islink(target):  # an earlier try's: start again
+        shutil.rmtree(target)
+    elif os.path.lexists(target):
+        os.unlink(target)
+    copy(source, target)
+"""
+
+# Run under parrot, where /chirp/CONDOR/... is the submit side: each file to its temporary name,
+# then renamed into place (a link recreated as a link, a directory created).
+_WRITE_BACK = """
+import json, os, shutil, sys
+for local, final, temporary, kind in json.load(open(sys.argv[1])):
+    if kind == "dir":
+        os.makedirs(final, exist_ok=True)
+        continue
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    if kind == "link":
+        os.symlink(os.readlink(local), temporary)
+    else:
+        shutil.copyfile(local, temporary)
+        shutil.copymode(local, temporary)
+    os.replace(temporary, final)
+"""
+
+
+def _count(path: str) -> Tuple[int, int]:
+    if not os.path.isdir(path) or os.path.islink(path):
+        return 1, os.lstat(path).st_size
+    files = size = 0
+    for directory, _, names in os.walk(path):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(directory, name)).st_size
+    return files, size
+
+
+def _quiet(out: procs.Output) -> str:
+    """The useful part of a chirp tool's complaint (parrot warns about kernels and rseq)."""
+    lines = [line for line in out.text.splitlines() if "rseq" not in line and "not been tested" not in line
+             and "kernel" not in line.lower()]
+    return " | ".join(lines[-3:]) or "no message"
 
 
 def _tar(args: List[str]) -> None:

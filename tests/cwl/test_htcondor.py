@@ -24,10 +24,10 @@ DATA = os.path.join(REPO, "tests", "cwl", "data")
 
 @pytest.fixture
 def area(tmp_path, request):
-    """Where a run keeps its files: /tmp (not seen by jobs) for transfer htcondor, the shared
-    file system for transfer shared. The examples are copied there, as a user's data would be."""
+    """Where a run keeps its files: /tmp (not seen by jobs) for transfer htcondor and chirp, the
+    shared file system for transfer shared. The examples are copied there, as a user's data would be."""
     transfer = request.node.callspec.params["transfer"]
-    root = tmp_path if transfer == "htcondor" else tempfile.mkdtemp(dir=SHARED)
+    root = tempfile.mkdtemp(dir=SHARED) if transfer == "shared" else tmp_path
     yield root, transfer
     if transfer == "shared":
         shutil.rmtree(root, ignore_errors=True)
@@ -45,10 +45,10 @@ def run_on_pool(scailfin_cwl, root, transfer, runtime, *args):
 
 def worker_ran(records, runtime):
     assert {r["runtime"]["name"] for r in records} == {runtime}
-    assert all(r["host"] and r["stage_in"]["method"] in ("htcondor", "shared") for r in records)
+    assert all(r["host"] and r["stage_in"]["method"] in ("htcondor", "shared", "chirp (parrot)") for r in records)
 
 
-@pytest.mark.parametrize("transfer", ["htcondor", "shared"])
+@pytest.mark.parametrize("transfer", ["htcondor", "shared", "chirp"])
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_wordcount_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transfer):
     root, transfer = area
@@ -58,10 +58,10 @@ def test_wordcount_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transfer):
     records = result_records(run.stderr)
     check_wordcount(tmp_path / "result", records, runtime)
     worker_ran(records, runtime)
-    assert {r["stage_in"]["method"] for r in records} == {transfer}
+    assert {r["stage_in"]["method"] for r in records} == {"chirp (parrot)" if transfer == "chirp" else transfer}
 
 
-@pytest.mark.parametrize("transfer", ["htcondor", "shared"])
+@pytest.mark.parametrize("transfer", ["htcondor", "shared", "chirp"])
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_decay_scatter_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transfer):
     root, transfer = area
@@ -73,7 +73,7 @@ def test_decay_scatter_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transf
     worker_ran(records, runtime)
 
 
-@pytest.mark.parametrize("transfer", ["htcondor", "shared"])
+@pytest.mark.parametrize("transfer", ["htcondor", "shared", "chirp"])
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_inventory_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transfer):
     root, transfer = area
