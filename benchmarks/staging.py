@@ -1,0 +1,124 @@
+# Benchmark, on the test site: stage-in time of a 200 MiB file and of a tree of 2,000 small files
+# with each transfer mode, in one run, against a plain local copy of the same data (the
+# baseline, measured in the same run). Real jobs, apptainer, payload `true`.
+#   chirp (parrot), chirp (condor_chirp): the shim's own stage-in time (its result record)
+#   htcondor: HTCondor's input transfer as its starter logs it (XferStatsLog, to 10 ms) plus the
+#             shim's unpacking
+#   shared:   the shim's stage-in (a check that the files are there)
+# Goal: parrot within 1.5x of HTCondor's own file transfer on the large file.
+#
+#   dev/as-test-user python benchmarks/staging.py [--repeat 2]
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scailfin_exec.config import Settings  # noqa: E402
+from scailfin_exec.job import ImageSources, Job  # noqa: E402
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
+
+CACHE = os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec")
+XFER_LOG = os.path.join(CACHE, "site", "rootfs", "var", "log", "condor", "XferStatsLog")
+SHARED = "/scratch/scailfin-shared"
+MIB = 1024 * 1024
+
+
+def make_data(root):
+    big = os.path.join(root, "big")
+    os.makedirs(big)
+    with open(os.path.join(big, "big.bin"), "wb") as f:
+        for i in range(200):
+            f.write(hashlib.sha256(str(i).encode()).digest() * (MIB // 32))
+    small = os.path.join(root, "small")
+    for i in range(2000):
+        sub = os.path.join(small, f"d{i // 100:02d}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i:04d}.txt"), "w") as f:
+            f.write(f"small file {i}\n" * 20)
+    return {"200 MiB file": os.path.join(big, "big.bin"), "2,000 small files": small}
+
+
+def data_bytes(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def local_copy(path, work):
+    target = tempfile.mkdtemp(dir=work)
+    started = time.perf_counter()
+    subprocess.run(["cp", "-r", path, target], check=True)
+    subprocess.run(["sync", "-f", target], check=True)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(target)
+    return seconds
+
+
+def htcondor_download_seconds(cluster, proc):
+    """The starter's line for this job's input transfer (the shadow logs the output's)."""
+    pattern = re.compile(rf"\(pid:\d+\) File Transfer Download: JobId: {cluster}\.{proc} .*? seconds: ([\d.]+)")
+    with open(XFER_LOG, errors="replace") as f:
+        found = [float(m.group(1)) for m in map(pattern.search, f) if m]
+    return found[0] if found else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
+    work = tempfile.mkdtemp(prefix="staging-")  # /tmp: jobs do not see it
+    shared_work = tempfile.mkdtemp(dir=SHARED, prefix="staging-")
+    datasets = {"private": make_data(os.path.join(work, "data")), "shared": make_data(os.path.join(shared_work, "data"))}
+    modes = [("chirp (parrot)", "chirp", {}), ("chirp (condor_chirp)", "chirp",
+              {"environment": "SCAILFIN_PARROT=/nonexistent"}), ("htcondor", "htcondor", {}), ("shared", "shared", {})]
+    results = {}
+    for label, path in datasets["private"].items():
+        results[(label, "local copy")] = [local_copy(path, work) for _ in range(args.repeat)]
+    for mode_label, transfer, commands in modes:
+        scheduler = HTCondorScheduler(os.path.join(work, "run-" + transfer + str(len(results))),
+                                      Settings(submit_commands=commands), batch_name="staging-bench", progress=False)
+        with scheduler:
+            for label in datasets["private"]:
+                data = datasets["shared" if transfer == "shared" else "private"][label]
+                root = shared_work if transfer == "shared" else work
+                times = []
+                for i in range(args.repeat):
+                    ws = tempfile.mkdtemp(dir=root)
+                    job = Job(id=f"{transfer}-{len(results)}-{i}", image="docker.io/library/alpine", argv=["true"],
+                              workspace=ws, runtime=["apptainer"], transfer=transfer, inputs=[data],
+                              images=ImageSources(roots, None, False))
+                    handle = scheduler.submit(job)
+                    result = scheduler.wait(handle)
+                    if not result.ok:
+                        sys.exit(f"{mode_label}, {label}: {result.describe()}\n{result.stderr_tail()}")
+                    seconds = result.record["stage_in"]["seconds"]
+                    if transfer == "htcondor":
+                        seconds += htcondor_download_seconds(handle.native.cluster, handle.native.proc)
+                    times.append(seconds)
+                results[(label, mode_label)] = times
+    shutil.rmtree(shared_work, ignore_errors=True)
+
+    print(f"stage-in on the test site, median of {args.repeat} (loopback, 2 cores)")
+    print(f"{'data':<20}{'method':<22}{'seconds':>9}{'MB/s':>9}{'vs local copy':>15}")
+    for label, path in datasets["private"].items():
+        size = data_bytes(path) / 1e6
+        base = statistics.median(results[(label, "local copy")])
+        for method in ["local copy"] + [m[0] for m in modes]:
+            seconds = statistics.median(results[(label, method)])
+            print(f"{label:<20}{method:<22}{seconds:>9.2f}{size / seconds if seconds else float('inf'):>9.0f}"
+                  f"{seconds / base:>14.1f}x")
+    parrot = statistics.median(results[("200 MiB file", "chirp (parrot)")])
+    condor = statistics.median(results[("200 MiB file", "htcondor")])
+    print(f"parrot vs HTCondor file transfer, 200 MiB file: {parrot / condor:.2f}x (goal: at most 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
