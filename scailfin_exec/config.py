@@ -196,3 +196,19 @@ def load_settings(args: argparse.Namespace | None = None, environ=None, config_f
             values[f.name] = _convert(f, cli, "--" + f.name.replace("_", "-"))
             explicit.add(f.name)
     return Settings(**values, explicit=explicit).validate()
+
+
+def settings_from_options(options: dict, environ=None) -> Settings:
+    """Settings for engines configured by key=value options (yadage's -k): the YAML file named by
+    `config` (or $SCAILFIN_CONFIG), then the environment, then the options themselves."""
+    options = dict(options)
+    settings = load_settings(None, environ, config_file=options.pop("config", None))
+    known = {f.name: f for f in _settable()}
+    unknown = sorted(set(k.replace("-", "_") for k in options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} (known: config, {', '.join(sorted(known))})")
+    for key, value in options.items():
+        name = key.replace("-", "_")
+        setattr(settings, name, _convert(known[name], value, f"option {key}"))
+        settings.explicit.add(name)
+    return settings.validate()

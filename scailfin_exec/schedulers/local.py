@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+import threading
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..job import Job, Result, read_result
@@ -27,7 +29,13 @@ class LocalScheduler(Scheduler):
         self.python = worker_python or sys.executable
         self.capture = capture  # False: the shim's output goes to our stdout/stderr (run-job)
         self.shim = build_shim(self.run_dir)
-        self._pool = ThreadPoolExecutor(max_workers=self._capacity, thread_name_prefix="scailfin-local")
+        # daemon threads (not a ThreadPoolExecutor, whose threads the interpreter waits for
+        # before atexit handlers run): an engine exiting on Ctrl-C can still cancel its jobs
+        self._queue: queue.Queue = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, name=f"scailfin-local-{n}", daemon=True)
+                         for n in range(self._capacity)]
+        for worker in self._workers:
+            worker.start()
 
     @property
     def capacity(self) -> int:
@@ -35,9 +43,22 @@ class LocalScheduler(Scheduler):
 
     def submit(self, job: Job) -> JobHandle:
         handle = self._prepare(job)
-        handle.native = {"future": None, "proc": None}  # before the pool can start it
-        handle.native["future"] = self._pool.submit(self._execute, handle)
+        handle.native = {"future": Future(), "proc": None}
+        self._queue.put(handle)
         return handle
+
+    def _work(self) -> None:
+        while True:
+            handle = self._queue.get()
+            if handle is None:
+                return
+            future = handle.native["future"]
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._execute(handle))
+            except BaseException as e:  # noqa: BLE001  (the caller sees it through the future)
+                future.set_exception(e)
 
     def _execute(self, handle: JobHandle) -> Result:
         argv = shim_command(self.python, self.shim, handle.job_file)
@@ -107,4 +128,7 @@ class LocalScheduler(Scheduler):
 
     def close(self) -> None:
         super().close()
-        self._pool.shutdown(wait=True)
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=KILL_GRACE_S + 5)

@@ -23,6 +23,7 @@ class Bind(NamedTuple):
     source: str
     target: str
     writable: bool = False
+    on_worker: bool = False  # the worker's own (e.g. /cvmfs): never staged, must exist there
 
 
 class Resources(NamedTuple):
@@ -183,8 +184,9 @@ def job_from_dict(data: Any) -> Job:
     for i, b in enumerate(body.get("binds", [])):
         where = "job.binds[{}]".format(i)
         b = _nested(where, Bind, b)
-        binds.append(Bind(_abs(where + ".source", b.source), _abs(where + ".target", b.target), b.writable))
+        binds.append(Bind(_abs(where + ".source", b.source), _abs(where + ".target", b.target), b.writable, b.on_worker))
         _check_type(where + ".writable", b.writable, bool, "true or false")
+        _check_type(where + ".on_worker", b.on_worker, bool, "true or false")
     body["binds"] = binds
     body["env"] = _str_dict("job.env", body.get("env", {}))
     for key in body["env"]:

@@ -205,7 +205,8 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         "{} {}".format(found.name, found.version), image.reference, record["host"], job.id, image.how))
 
     t = time.monotonic()
-    code, timed_out = _payload(job, placement, invocation)
+    code, stopped = _payload(job, placement, invocation)
+    record["stopped"] = stopped  # None, "walltime", or "signal" (cancelled, evicted, interrupted)
     timings["run"] = round(time.monotonic() - t, 6)
     record["payload_exit_code"] = code
 
@@ -216,7 +217,7 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     except staging.StagingError as e:
         raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
     timings["stage_out"] = round(time.monotonic() - t, 6)
-    if timed_out:
+    if stopped == "walltime":
         raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
     return code
 
@@ -234,8 +235,8 @@ def doctor(environ) -> List[str]:
     return lines
 
 
-def _payload(job: Job, placement, invocation) -> (int, bool):
-    """Run the container command with the job's stdio; return (exit code, walltime exceeded)."""
+def _payload(job: Job, placement, invocation) -> (int, Optional[str]):
+    """Run the container command with the job's stdio; return (exit code, why it was stopped)."""
     opened = []
     try:
         if job.script is not None:
@@ -270,8 +271,7 @@ def _payload(job: Job, placement, invocation) -> (int, bool):
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        timed_out = stopping[:1] == ["walltime"]
-        return (128 - code if code < 0 else code), timed_out
+        return (128 - code if code < 0 else code), (stopping[0] if stopping else None)
     except OSError as e:
         raise ShimFailure(EXIT_STAGING, "cannot open the step's stdio: {}".format(e))
     finally:

@@ -42,6 +42,9 @@ class Placement(NamedTuple):
 
 def stage_in(job: Job, scratch: str, environ) -> Placement:
     started = time.monotonic()
+    for bind in job.binds:
+        if bind.on_worker and not os.path.exists(bind.source):
+            raise StagingError("this step needs {} from the worker, which has none".format(bind.source))
     if job.transfer == "shared":
         _check_visible(job)
         placement = Placement(job.workspace, job.all_binds(), job.stdin, job.stdout, job.stderr,
@@ -125,7 +128,8 @@ def _place_transferred(job: Job, scratch: str) -> Placement:
 def needed_paths(job: Job) -> List[str]:
     """What a step needs from the submit side: its workspace, what it binds, its inputs and
     stdin; a path inside another one (a directory) comes with it."""
-    paths = {job.workspace} | {b.source for b in job.binds} | set(job.inputs) | ({job.stdin} if job.stdin else set())
+    paths = {job.workspace} | {b.source for b in job.binds if not b.on_worker} | set(job.inputs) | \
+        ({job.stdin} if job.stdin else set())
     return [p for p in sorted(paths) if not any(p != q and _inside(p, q) for q in paths)]
 
 
@@ -142,12 +146,15 @@ def _placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Pl
 
     binds = []
     for number, bind in enumerate(job.all_binds()):
+        if bind.on_worker:
+            binds.append(bind)
+            continue
         source = here(bind.source)
         if source == bind.source and not os.path.exists(source):
             # not transferred (a scratch or temporary directory): an empty one of our own
             source = os.path.join(scratch, "scailfin-empty", str(number))
             os.makedirs(source, exist_ok=True)
-        binds.append(Bind(source, bind.target, bind.writable))
+        binds.append(bind._replace(source=source))
     std = [here(p) if p else None for p in (job.stdin, job.stdout, job.stderr)]
     return Placement(mapping[job.workspace], binds, std[0], std[1], std[2], record)
 

@@ -1,0 +1,143 @@
+# The yadage backend: the examples through `yadage-run -b py:scailfin_exec.yadage:Backend` with
+# the local scheduler (Podman, Charliecloud) and on the HTCondor test site (Apptainer, with
+# HTCondor's file transfer and with chirp), the fromenv route, resuming an interrupted run, and a
+# failing step's report.
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ..conftest import REPO
+
+EXAMPLES = os.path.join(REPO, "yadage_examples")
+YADAGE_RUN = os.path.join(os.path.dirname(sys.executable), "yadage-run")
+
+
+def yadage_run(workdir, example, image_roots, options=(), backend="py:scailfin_exec.yadage:Backend", env=None,
+               toplevel=None, wait=True):
+    argv = [YADAGE_RUN, "-t", toplevel or os.path.join(EXAMPLES, example), "-b", backend,
+            "-k", f"image_roots=[{os.pathsep.join(image_roots)}]", "-k", "pull=false"]
+    for option in options:
+        argv += ["-k", option]
+    argv += [str(workdir), "workflow.yml"]
+    if os.path.exists(os.path.join(toplevel or os.path.join(EXAMPLES, example), "input.yml")):
+        argv.append(os.path.join(toplevel or os.path.join(EXAMPLES, example), "input.yml"))
+    if not wait:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=os.path.dirname(str(workdir)))
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=os.path.dirname(str(workdir)))
+
+
+def records(run_dir):
+    return [json.load(open(os.path.join(run_dir, d, "job.result.json"))) for d in sorted(os.listdir(run_dir))
+            if os.path.exists(os.path.join(run_dir, d, "job.result.json"))]
+
+
+def check_hello(workdir, recs, runtime):
+    text = (workdir / "hello" / "hello.txt").read_text()
+    assert text == f"Hello physicist, from Linux in {workdir / 'hello'}\n"
+    assert [r["runtime"]["name"] for r in recs] == [runtime]
+    assert recs[0]["image"]["reference"] == "docker.io/library/busybox:latest"
+
+
+def check_chain(workdir, recs, runtime):
+    summary = json.loads((workdir / "summarise" / "summary.json").read_text())
+    assert summary == {"count": 100, "sum": 5050, "mean": 50.5, "label": "chain-example"}  # env: block honoured
+    assert sorted(r["labels"]["step"] for r in recs) == ["generate", "summarise"]
+    assert {r["runtime"]["name"] for r in recs} == {runtime}
+
+
+def check_scatter(workdir, recs, runtime):
+    lines = (workdir / "merge" / "table.csv").read_text().splitlines()
+    assert lines[0] == "particle,seed,mean_loss" and len(lines) == 13
+    assert [line.split(",")[1] for line in lines[1:]] == [str(i) for i in range(1, 13)]
+    assert all(1.8 < float(line.split(",")[2]) < 2.2 for line in lines[1:])  # exponential with mean 2
+    assert len(recs) == 13 and {r["runtime"]["name"] for r in recs} == {runtime}
+
+
+CHECKS = {"hello": check_hello, "chain": check_chain, "scatter": check_scatter}
+
+
+@pytest.mark.parametrize("example", CHECKS)
+@pytest.mark.parametrize("runtime", ["podman", "charliecloud"])
+def test_examples_through_the_local_scheduler(tmp_path, image_roots, example, runtime):
+    run_dir = tmp_path / "run"
+    run = yadage_run(tmp_path / "work", example, image_roots, [f"runtime={runtime}", f"run_dir={run_dir}"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    CHECKS[example](tmp_path / "work", records(run_dir), runtime)
+
+
+@pytest.mark.parametrize("example", CHECKS)
+@pytest.mark.parametrize("transfer", ["htcondor", "chirp"])
+def test_examples_on_the_htcondor_pool(tmp_path, image_roots, pool, example, transfer):
+    run_dir = tmp_path / "run"
+    run = yadage_run(tmp_path / "work", example, image_roots,
+                     ["scheduler=htcondor", f"transfer={transfer}", "runtime=apptainer", f"run_dir={run_dir}"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    recs = records(run_dir)
+    CHECKS[example](tmp_path / "work", recs, "apptainer")
+    method = "chirp (parrot)" if transfer == "chirp" else "htcondor"
+    assert {r["stage_in"]["method"] for r in recs} == {method}  # /tmp: the workers cannot see it
+
+
+def test_the_fromenv_route_as_reana_uses_it(tmp_path, image_roots):
+    env = dict(os.environ, PACKTIVITY_ASYNCBACKEND="scailfin_exec.yadage:Backend:Proxy")
+    run_dir = tmp_path / "run"
+    run = yadage_run(tmp_path / "work", "chain", image_roots, ["runtime=charliecloud", f"run_dir={run_dir}"],
+                     backend="fromenv", env=env)
+    assert run.returncode == 0, run.stdout[-3000:]
+    check_chain(tmp_path / "work", records(run_dir), "charliecloud")
+
+
+def test_a_failing_step_fails_the_run_and_says_why(tmp_path, image_roots):
+    run = yadage_run(tmp_path / "work", "failing", image_roots, ["runtime=charliecloud"],
+                     toplevel=os.path.join(REPO, "tests", "yadage", "data", "failing"))
+    assert run.returncode != 0
+    log = run.stdout + run.stderr
+    line = next(line for line in log.splitlines() if "step breaks" in line and "failed" in line)
+    assert "exit code 7" in line and "charliecloud" in line and os.uname().nodename in line
+    assert "cannot find the calibration file" in log and "giving up" in log  # the tail of its stderr
+
+
+def test_an_interrupted_run_resumes_without_resubmitting_finished_steps(tmp_path, image_roots):
+    workdir, run_dir, state = tmp_path / "work", tmp_path / "run", tmp_path / "state.json"
+    slow = tmp_path / "slow"
+    os.makedirs(slow)
+    text = open(os.path.join(EXAMPLES, "chain", "workflow.yml")).read()
+    (slow / "workflow.yml").write_text(text.replace("import json, os, statistics", "import json, os, statistics, time; time.sleep(20)"))
+    (slow / "input.yml").write_text("count: 100\n")
+    env = dict(os.environ, PACKTIVITY_ASYNCBACKEND="scailfin_exec.yadage:Backend:Proxy")
+    first = subprocess.Popen([YADAGE_RUN, "-t", str(slow), "-b", "fromenv", "-s", f"filebacked:{state}",
+                              "-k", f"image_roots=[{os.pathsep.join(image_roots)}]", "-k", "pull=false",
+                              "-k", "runtime=charliecloud", "-k", f"run_dir={run_dir}",
+                              str(workdir), "workflow.yml", str(slow / "input.yml")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir.is_dir() and any(d.startswith("summarise")
+                                                                         for d in os.listdir(run_dir))):
+        time.sleep(0.1)
+    time.sleep(1)
+    first.send_signal(signal.SIGINT)  # stage one done, stage two running
+    first.communicate(timeout=120)
+    assert first.returncode != 0
+    assert (workdir / "generate" / "numbers.txt").exists() and not (workdir / "summarise" / "summary.json").exists()
+    resume = f"""
+import os
+from yadage.steering_object import YadageSteering
+from yadage.utils import setupbackend_fromstring
+steering = YadageSteering.connect({str(workdir / '_yadage')!r}, "frommodel", modelsetup="filebacked:{state}",
+                                  accept_metadir=True)
+backend = setupbackend_fromstring("fromenv", {{"image_roots": [{image_roots[0]!r}], "pull": False,
+                                               "runtime": ["charliecloud"], "run_dir": {str(run_dir)!r}}})
+steering.run_adage(backend, default_trackers=False)
+"""
+    second = subprocess.run([sys.executable, "-c", resume], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    assert json.loads((workdir / "summarise" / "summary.json").read_text())["sum"] == 5050
+    submitted = sorted(d.rsplit("-", 2)[0] for d in os.listdir(run_dir) if os.path.isdir(run_dir / d))
+    assert submitted.count("generate") == 1  # the finished stage was not run again
+    assert submitted.count("summarise") == 2  # the interrupted one was
