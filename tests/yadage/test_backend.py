@@ -141,3 +141,28 @@ steering.run_adage(backend, default_trackers=False)
     submitted = sorted(d.rsplit("-", 2)[0] for d in os.listdir(run_dir) if os.path.isdir(run_dir / d))
     assert submitted.count("generate") == 1  # the finished stage was not run again
     assert submitted.count("summarise") == 2  # the interrupted one was
+
+
+def test_earlier_stages_are_mounted_read_only(tmp_path, image_roots):
+    # packtivity's own docker path mounts them read-write; Podman here enforces read-only
+    run = yadage_run(tmp_path / "work", "readonly", image_roots, ["runtime=podman"],
+                     toplevel=os.path.join(REPO, "tests", "yadage", "data", "readonly"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert (tmp_path / "work" / "second" / "report.txt").read_text() == "original\nread-only\n"
+    assert (tmp_path / "work" / "first" / "data.txt").read_text() == "original\n"
+
+
+def test_cvmfs_is_bound_when_the_worker_has_it(tmp_path, image_roots, pool):
+    run = yadage_run(tmp_path / "work", "cvmfs", image_roots, ["scheduler=htcondor", "transfer=htcondor",
+                                                               "runtime=apptainer"],
+                     toplevel=os.path.join(REPO, "tests", "yadage", "data", "cvmfs"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "alpine:latest" in (tmp_path / "work" / "look" / "listing.txt").read_text().split()
+
+
+def test_cvmfs_missing_on_the_worker_is_a_clear_failure(tmp_path, image_roots):
+    assert not os.path.exists("/cvmfs")  # this host is a worker without CVMFS
+    run = yadage_run(tmp_path / "work", "cvmfs", image_roots, ["runtime=charliecloud"],
+                     toplevel=os.path.join(REPO, "tests", "yadage", "data", "cvmfs"))
+    assert run.returncode != 0
+    assert "this step needs /cvmfs from the worker, which has none" in run.stdout + run.stderr
