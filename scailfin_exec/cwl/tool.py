@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import itertools
 import logging
@@ -196,11 +195,15 @@ class ScailfinJob(CommandLineJob):
         job_id = self.backend.job_id(self.name)
         fifo = os.path.join(self.backend.fifo_dir, job_id + ".exit-code")
         os.mkfifo(fifo, 0o600)
+        # Held open (not inherited) until the waiter has ended: if this process dies, the
+        # waiter reads end-of-file and exits instead of waiting forever.
+        hold = os.open(fifo, os.O_RDWR)
         try:
             image = self._image()
-            monitor = functools.partial(self._run_step, job_id, image, walltime, fifo)
+            monitor = functools.partial(self._run_step, job_id, image, walltime, hold)
             super()._execute(_WAITER + [fifo], {}, runtimeContext, monitor)
         finally:
+            os.close(hold)
             if os.path.exists(fifo):  # gone if the run was cancelled meanwhile
                 os.unlink(fifo)
 
@@ -217,7 +220,7 @@ class ScailfinJob(CommandLineJob):
                 f"image tree (--image-roots) and use dockerPull")
         return str(image)
 
-    def _run_step(self, job_id: str, image: str, walltime, fifo: str, waiter) -> None:
+    def _run_step(self, job_id: str, image: str, walltime, hold: int, waiter) -> None:
         """cwltool's monitor hook: run the step through the scheduler, report its exit code."""
         code = 1
         try:
@@ -231,7 +234,7 @@ class ScailfinJob(CommandLineJob):
             _logger.error("[job %s] could not be run through the %s scheduler: %s", self.name,
                           self.backend.settings.scheduler, e)
         finally:
-            _release(waiter, fifo, code)
+            os.write(hold, f"{code}\n".encode())  # the waiter exits with it
 
     def _report(self, result, scheduler_name: str) -> int:
         record = result.record
@@ -298,25 +301,6 @@ class ScailfinJob(CommandLineJob):
 
 def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
-def _release(waiter, fifo: str, code: int) -> None:
-    """Give the waiter its exit code; if it has gone (cwltool killed it), there is no one to tell."""
-    while True:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as e:
-            if e.errno != errno.ENXIO:  # ENXIO: the waiter has not opened its end yet
-                raise
-            if waiter.poll() is not None:
-                return
-            threading.Event().wait(0.005)
-            continue
-        try:
-            os.write(fd, f"{code}\n".encode())
-        finally:
-            os.close(fd)
-        return
 
 
 def tool_class(backend: CWLBackend) -> type[ScailfinCommandLineTool]:

@@ -151,12 +151,17 @@ def test_ctrl_c_during_a_scatter_leaves_no_job_of_the_run(tmp_path, image_roots,
                              workflow, os.path.join(DATA, "long-scatter-job.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     mine = f'JobBatchName == "{name}"'
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(jobs_in_queue(pool, mine)) < 6:
-        time.sleep(0.2)
-    assert len(jobs_in_queue(pool, mine)) == 6
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(jobs_in_queue(pool, mine)) < 6:
+            time.sleep(0.2)
+        assert len(jobs_in_queue(pool, mine)) == 6
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the test failed: leave no scailfin-cwl behind
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted: cancelling this run's jobs" in err
     assert jobs_in_queue(pool, mine) == []

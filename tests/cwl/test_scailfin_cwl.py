@@ -3,8 +3,10 @@
 # steps without a container; the embedding API.
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from ..conftest import REPO, result_records
 
@@ -102,6 +104,7 @@ def test_steps_without_a_container_run_here_unless_a_default_container_is_given(
 def test_embedding_api_for_engines_that_call_cwltool_main(tmp_path, image_roots):
     code = f"""
 import sys
+import time
 import cwltool.main
 from cwltool.context import LoadingContext
 import scailfin_exec.cwl
@@ -119,3 +122,58 @@ sys.exit(cwltool.main.main(["--outdir", {str(tmp_path / 'out')!r},
     assert [s.rsplit("-", 1)[0] for s in steps if not s.endswith(".pyz")] == ["count_words", "split_words"]
     record = json.load(open(tmp_path / "run" / [s for s in steps if s.startswith("split")][0] / "job.result.json"))
     assert record["runtime"]["name"] == "charliecloud"
+
+
+def _children(pid):
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(entry)] = open(f"/proc/{entry}/cmdline").read().split("\0")
+        except (ValueError, OSError):
+            continue
+    return found
+
+
+def _gone(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_scailfin_cwl_leaves_no_waiting_process_behind(image_roots, tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+    proc = subprocess.Popen([exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--runtime",
+                             "charliecloud", data("slow-writer.cwl")], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waiter = shim = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            children = _children(proc.pid)
+            waiters = [pid for pid, argv in children.items() if argv[:2] == ["/bin/sh", "-c"]]
+            shims = [pid for pid, argv in children.items() if pid not in waiters]
+            if waiters and shims:
+                break
+            time.sleep(0.1)
+        [waiter], [shim] = waiters, shims
+        proc.kill()  # no chance to clean up
+        proc.wait()
+        assert _gone(waiter, 5), "the step's waiter outlived scailfin-cwl"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if waiter is not None and not _gone(waiter, 0):
+            os.kill(waiter, signal.SIGKILL)
+        if shim is not None and not _gone(shim, 30):  # the step itself ends on its own (8 s)
+            os.killpg(shim, signal.SIGKILL)
