@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import pytest
 
@@ -180,3 +181,18 @@ def pool():
 
 def jobs_in_queue(schedd, constraint):
     return schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "JobStatus"])
+
+
+def wait_until_no_slot_is_claimed(collector, timeout=120):
+    """Claims a schedd holds when it is stopped stay with the startd until their lease runs out
+    (minutes), starving later tests: the test that stops the schedd waits for a quiet pool first."""
+    import htcondor2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        claimed = collector.query(htcondor2.AdType.Startd, constraint='State == "Claimed"', projection=["Name"])
+        if not claimed:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slots still claimed after {timeout} s: {[ad['Name'] for ad in claimed]}")
+        time.sleep(0.5)

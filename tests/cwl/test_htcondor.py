@@ -13,7 +13,7 @@ import time
 import htcondor2
 import pytest
 
-from ..conftest import REPO, jobs_in_queue, result_records
+from ..conftest import REPO, jobs_in_queue, result_records, wait_until_no_slot_is_claimed
 from .test_conformance import known_failures, run_suite
 from .test_examples import EXAMPLES, check_decay_scatter, check_inventory, check_wordcount, example
 
@@ -170,6 +170,7 @@ def test_ctrl_c_during_a_scatter_leaves_no_job_of_the_run(tmp_path, image_roots,
 def test_a_stopped_schedd_fails_the_run_before_anything_is_submitted(scailfin_cwl, tmp_path, pool):
     collector = htcondor2.Collector()
     [master] = collector.query(htcondor2.AdType.Master)
+    wait_until_no_slot_is_claimed(collector)  # or the startd keeps the stopped schedd's claims for minutes
     htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOff, "SCHEDD")
     try:
         deadline = time.monotonic() + 60

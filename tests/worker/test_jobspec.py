@@ -25,7 +25,8 @@ def test_job_round_trips_through_json_with_binds_as_data_even_with_colons_in_pat
               labels={"workflow": "wf", "step": "count"})
     again = job_from_dict(json.loads(dumps(job)))
     assert again == job
-    assert job_to_dict(job)["binds"] == [{"source": "/in/a:b", "target": "/in/a:b", "writable": False}]
+    assert job_to_dict(job)["binds"] == [{"source": "/in/a:b", "target": "/in/a:b", "writable": False,
+                                            "on_worker": False}]
     assert job_to_dict(job)["version"] == FORMAT_VERSION
 
 

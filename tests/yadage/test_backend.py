@@ -1,7 +1,7 @@
 # The yadage backend: the examples through `yadage-run -b py:scailfin_exec.yadage:Backend` with
-# the local scheduler (Podman, Charliecloud) and on the HTCondor test site (Apptainer, with
-# HTCondor's file transfer and with chirp), the fromenv route, resuming an interrupted run, and a
-# failing step's report.
+# the local scheduler (Podman, Charliecloud) and on the HTCondor test site (Apptainer with
+# HTCondor's file transfer and with chirp, Charliecloud with chirp), the fromenv route and Python,
+# resuming an interrupted run, read-only earlier stages, CVMFS, and a failing step's report.
 import json
 import os
 import signal
@@ -72,14 +72,15 @@ def test_examples_through_the_local_scheduler(tmp_path, image_roots, example, ru
 
 
 @pytest.mark.parametrize("example", CHECKS)
-@pytest.mark.parametrize("transfer", ["htcondor", "chirp"])
-def test_examples_on_the_htcondor_pool(tmp_path, image_roots, pool, example, transfer):
+@pytest.mark.parametrize("transfer,runtime", [("htcondor", "apptainer"), ("chirp", "apptainer"),
+                                              ("chirp", "charliecloud")])
+def test_examples_on_the_htcondor_pool(tmp_path, image_roots, pool, example, transfer, runtime):
     run_dir = tmp_path / "run"
     run = yadage_run(tmp_path / "work", example, image_roots,
-                     ["scheduler=htcondor", f"transfer={transfer}", "runtime=apptainer", f"run_dir={run_dir}"])
+                     ["scheduler=htcondor", f"transfer={transfer}", f"runtime={runtime}", f"run_dir={run_dir}"])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     recs = records(run_dir)
-    CHECKS[example](tmp_path / "work", recs, "apptainer")
+    CHECKS[example](tmp_path / "work", recs, runtime)
     method = "chirp (parrot)" if transfer == "chirp" else "htcondor"
     assert {r["stage_in"]["method"] for r in recs} == {method}  # /tmp: the workers cannot see it
 
@@ -91,6 +92,21 @@ def test_the_fromenv_route_as_reana_uses_it(tmp_path, image_roots):
                      backend="fromenv", env=env)
     assert run.returncode == 0, run.stdout[-3000:]
     check_chain(tmp_path / "work", records(run_dir), "charliecloud")
+
+
+def test_from_python_through_yadages_steering_api(tmp_path, image_roots):
+    run_dir = tmp_path / "run"
+    code = f"""
+from yadage.steering_api import run_workflow
+from yadage.utils import setupbackend_fromstring
+backend = setupbackend_fromstring("py:scailfin_exec.yadage:Backend", dict(
+    runtime=["charliecloud"], image_roots={image_roots!r}, pull=False, run_dir={str(run_dir)!r}))
+run_workflow({str(tmp_path / 'work')!r}, "workflow.yml", initdata={{"name": "physicist"}},
+             toplevel={os.path.join(EXAMPLES, 'hello')!r}, backend=backend, visualize=False)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    check_hello(tmp_path / "work", records(run_dir), "charliecloud")
 
 
 def test_a_failing_step_fails_the_run_and_says_why(tmp_path, image_roots):
