@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import threading
+from typing import IO
 
 import cwltool.main
 from cwltool.argparser import arg_parser as cwltool_arg_parser
@@ -39,7 +40,8 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """scailfin-cwl in this process: the output object goes to stdout (default sys.stdout)."""
     parser = arg_parser()
     args = parser.parse_args(argv)
     try:
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         loading.construct_tool_object = make_tool_factory(backend)
         runtime = RuntimeContext(vars(args))
         run_executor = executor(backend, parallel=bool(args.parallel), limit=getattr(args, "parallel_max", None))
-        code = cwltool.main.main(args=args, executor=run_executor, loadingContext=loading, runtimeContext=runtime)
+        code = cwltool.main.main(args=args, executor=run_executor, loadingContext=loading, runtimeContext=runtime,
+                                  stdout=stdout)
     except KeyboardInterrupt:
         interrupted.set()
     finally:

@@ -28,6 +28,7 @@ BATCH_WINDOW_S = 0.25  # jobs that become ready this close together share one su
 OUTBOX = "back"  # HTCondor brings this directory back: the result record and the outputs archive
 TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
 PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
+RESCAN_AFTER_S = 30.0  # this long without a new event while jobs are out: read the whole log again
 
 
 def condor_arguments(argv: list[str]) -> str:
@@ -83,7 +84,7 @@ class HTCondorScheduler(Scheduler):
         self.shim = build_shim(self.run_dir)
         self.event_log = os.path.join(self.run_dir, "events.log")
         open(self.event_log, "a").close()
-        self._events = htcondor2.JobEventLog(self.event_log).events(stop_after=1)
+        self._events = htcondor2.JobEventLog(self.event_log)
         self._cond = threading.Condition()
         self._queue: list[JobHandle] = []
         self._ids: dict[tuple[int, int], JobHandle] = {}
@@ -243,13 +244,40 @@ class HTCondorScheduler(Scheduler):
     # -- following -----------------------------------------------------------------------------
 
     def _follower(self) -> None:
+        quiet_since = time.monotonic()
         while True:
-            for event in self._events:
+            # events(stop_after) sets a deadline once: renewed on every pass, the reader waits up
+            # to a second for the next event (set once, it would stop waiting and spin)
+            for event in self._events.events(stop_after=1):
+                quiet_since = time.monotonic()
                 self._on_event(event)
             with self._cond:
-                if self._closing and not any(not h.native.done.is_set() and h.native.cluster is not None
-                                             for h in self._handles if h.native):
+                out = [h for h in self._handles if h.native and h.native.cluster is not None and not h.native.done.is_set()]
+                if self._closing and not out:
                     return
+            if out and time.monotonic() - quiet_since > RESCAN_AFTER_S:
+                self._rescan(out)
+                quiet_since = time.monotonic()
+
+    def _rescan(self, out: list[JobHandle]) -> None:
+        """A safety net, not the way jobs are followed: read the run's event log again from its
+        start, and act on an end or hold the incremental reader did not deliver."""
+        types = self.htcondor.JobEventType
+        ends = {types.JOB_TERMINATED, types.JOB_ABORTED, types.JOB_HELD, types.JOB_RELEASED, types.EXECUTE}
+        last = {}
+        for event in self.htcondor.JobEventLog(self.event_log).events(stop_after=0):
+            if event.type in ends:
+                last[(event.cluster, event.proc)] = event
+        for handle in out:
+            event = last.get((handle.native.cluster, handle.native.proc))
+            if event is None:
+                continue
+            missed = event.type in (types.JOB_TERMINATED, types.JOB_ABORTED) or \
+                (event.type == types.JOB_HELD and handle.native.state != "held")
+            if missed:
+                print(f"scailfin-exec: htcondor: the event log reader missed {event.type.name} of job "
+                      f"{handle.native.id} ({handle.job.id}); acting on it now", file=sys.stderr)
+                self._on_event(event)
 
     def _on_event(self, event) -> None:
         types = self.htcondor.JobEventType

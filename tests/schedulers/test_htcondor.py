@@ -52,6 +52,31 @@ def test_jobs_ready_together_go_in_one_transaction_and_carry_image_and_workspace
     assert os.path.exists(tmp_path / "run" / "events.log")
 
 
+def test_a_job_end_the_event_reader_missed_is_found_by_reading_the_log_again(pool, tmp_path, job, monkeypatch,
+                                                                             capfd):
+    import scailfin_exec.schedulers.htcondor as module
+
+    monkeypatch.setattr(module, "RESCAN_AFTER_S", 2.0)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(transfer="htcondor"), batch_name="missed-end") as sched:
+        deliver = sched._on_event
+        dropped = []
+
+        def lossy(event):  # the fault: the incremental reader loses the job's end
+            if event.type.name == "JOB_TERMINATED" and not dropped:
+                dropped.append(event)
+                return
+            deliver(event)
+
+        sched._on_event = lossy
+        result = sched.wait(sched.submit(job("s", ["sh", "-c", "echo hi > out.txt"], ws, transfer="htcondor",
+                                             outputs=["out.txt"])), timeout=120)
+    assert dropped and result.ok, result.describe()
+    assert (ws / "out.txt").read_text() == "hi\n"
+    assert "the event log reader missed JOB_TERMINATED" in capfd.readouterr().err
+
+
 def test_a_job_held_by_a_missing_input_fails_with_the_hold_reason_and_leaves_the_queue(pool, tmp_path, job):
     ws = tmp_path / "ws"
     ws.mkdir()
