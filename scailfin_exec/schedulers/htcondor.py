@@ -28,6 +28,7 @@ BATCH_WINDOW_S = 0.25  # jobs that become ready this close together share one su
 OUTBOX = "back"  # HTCondor brings this directory back: the result record and the outputs archive
 TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
 PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
+FOLLOW_INTERVAL_S = 0.05  # how often the event log is read when nothing new was there
 RESCAN_AFTER_S = 30.0  # this long without a new event while jobs are out: read the whole log again
 
 
@@ -246,15 +247,18 @@ class HTCondorScheduler(Scheduler):
     def _follower(self) -> None:
         quiet_since = time.monotonic()
         while True:
-            # events(stop_after) sets a deadline once: renewed on every pass, the reader waits up
-            # to a second for the next event (set once, it would stop waiting and spin)
-            for event in self._events.events(stop_after=1):
+            # events(stop_after) sets an absolute deadline, once: 0 reads what is there and stops
+            got = False
+            for event in self._events.events(stop_after=0):
+                got = True
                 quiet_since = time.monotonic()
                 self._on_event(event)
             with self._cond:
                 out = [h for h in self._handles if h.native and h.native.cluster is not None and not h.native.done.is_set()]
                 if self._closing and not out:
                     return
+                if not got:
+                    self._cond.wait(FOLLOW_INTERVAL_S)  # close() wakes it at once
             if out and time.monotonic() - quiet_since > RESCAN_AFTER_S:
                 self._rescan(out)
                 quiet_since = time.monotonic()

@@ -251,8 +251,9 @@ class Chirp:
             what, CHIRP_ATTEMPTS, self.method, out.returncode, _quiet(out)))
 
     def _parrot(self, argv: List[str], what: str) -> procs.Output:
-        # -f: a symbolic link on the submit side is a link here too; -Q: never ask the catalog server
-        return self._run([self.parrot, "-f", "-Q", "-T", "60"] + argv, what)
+        # -f: a symbolic link on the submit side is a link here too; -Q: never ask the catalog server;
+        # -b: a 4 MiB block size hint, which cp takes as its read size (fewer round trips)
+        return self._run([self.parrot, "-f", "-Q", "-T", "60", "-b", str(4 << 20)] + argv, what)
 
     def fetch(self, wanted: Dict[str, str]) -> Tuple[int, int]:
         """Copy each submit-side file or tree to its local path (links kept); (files, bytes)."""
