@@ -6,35 +6,21 @@
 #   dev/as-test-user python benchmarks/cwl_overhead.py [--repeat 3]
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from scailfin_exec.job import ImageSources  # noqa: E402
-from scailfin_exec.worker import images  # noqa: E402
+from common import image_roots, into_podman, timed
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cwl")
-
-
-def wall(argv, cwd):
-    started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
-    images.resolve("podman", shutil.which("podman"), "docker.io/library/alpine", ImageSources(roots, None, False),
-                   dict(os.environ))  # in Podman's storage for both (stock cwltool runs with --disable-pull)
+    roots = image_roots()
+    into_podman("docker.io/library/alpine", roots)  # stock cwltool runs with --disable-pull
     work = tempfile.mkdtemp(prefix="cwl-overhead-")
     stock = ["cwltool", "--podman", "--disable-pull", "--quiet"]
     ours = ["scailfin-cwl", "--runtime", "podman", "--image-roots", os.pathsep.join(roots), "--pull", "no", "--quiet"]
@@ -46,7 +32,7 @@ def main():
         for i in range(args.repeat):
             for name, base in (("stock", stock), ("ours", ours)):
                 out = os.path.join(work, f"{name}-{label[:2]}-{i}")
-                times[name].append(wall(base + extra + ["--outdir", out] + [os.path.join(HERE, f) for f in files], work))
+                times[name].append(timed(base + extra + ["--outdir", out] + [os.path.join(HERE, f) for f in files], work))
         s, o = statistics.median(times["stock"]), statistics.median(times["ours"])
         print(f"{label:<18}{s:>16.1f} s{o:>13.1f} s{o / s:>8.2f}")
     print("goal: a ratio of at most 1.0")

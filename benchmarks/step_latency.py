@@ -11,12 +11,13 @@
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import htcondor2
+
+from common import timed
 
 IMAGE_ROOT = os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS", "/var/cache/scailfin-exec/images/unpacked").split(os.pathsep)[0]
 IMAGE_DIR = os.path.join(IMAGE_ROOT, "registry.hub.docker.com", "library", "alpine:latest")
@@ -47,14 +48,6 @@ def raw_job(schedd, work, i):
                 sys.exit(f"the raw job failed: {open(os.path.join(work, f'raw-{i}.err')).read()}")
             return time.perf_counter() - started
     sys.exit("the raw job did not finish")
-
-
-def timed(argv, cwd):
-    started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def main():

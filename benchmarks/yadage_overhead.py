@@ -6,16 +6,11 @@
 #   dev/as-test-user python benchmarks/yadage_overhead.py [--repeat 3]
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from scailfin_exec.job import ImageSources  # noqa: E402
-from scailfin_exec.worker import images  # noqa: E402
+from common import image_roots, into_podman, timed
 
 YADAGE_RUN = os.path.join(os.path.dirname(sys.executable), "yadage-run")
 
@@ -24,9 +19,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
-    images.resolve("podman", shutil.which("podman"), "docker.io/library/busybox", ImageSources(roots, None, False),
-                   dict(os.environ))  # in Podman's storage for both
+    roots = image_roots()
+    into_podman("docker.io/library/busybox", roots)  # for both
     work = tempfile.mkdtemp(prefix="yadage-overhead-")
     flow = os.path.join(work, "flow")
     os.makedirs(flow)
@@ -61,13 +55,10 @@ def main():
     for i in range(args.repeat):
         for name, (argv, env) in runs.items():
             workdir = os.path.join(work, f"{name}-{i}")
-            started = time.perf_counter()
-            proc = subprocess.run(argv + [workdir, "workflow.yml", os.path.join(flow, "input.yml")], env=env,
-                                  capture_output=True, text=True, cwd=work)
-            elapsed = time.perf_counter() - started
+            elapsed = timed(argv + [workdir, "workflow.yml", os.path.join(flow, "input.yml")], work, env)
             last = os.path.join(workdir, "s10", "out.txt")
-            if proc.returncode != 0 or open(last).read().split() != [str(n) for n in range(1, 11)]:
-                sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+            if open(last).read().split() != [str(n) for n in range(1, 11)]:
+                sys.exit(f"{name} ran, but {last} is not the chain's output")
             times[name].append(elapsed)
     stock, ours = statistics.median(times["multiproc"]), statistics.median(times["scailfin"])
     print(f"yadage overhead: 10-stage chain of busybox steps, Podman, median of {args.repeat}")

@@ -22,12 +22,13 @@ import tempfile
 import threading
 
 from cwltool.command_line_tool import CommandLineTool
-from cwltool.errors import UnsupportedRequirement, WorkflowException
+from cwltool.errors import UnsupportedRequirement
 from cwltool.job import CommandLineJob, ContainerCommandLineJob
 from cwltool.process import stage_files
 
 from ..config import Settings
 from ..job import Bind, ImageSources, Job, Resources
+from ..worker.jobspec import inside
 from ..schedulers import Scheduler, SchedulerError, make_scheduler
 
 _logger = logging.getLogger("cwltool")
@@ -140,7 +141,7 @@ class ScailfinJob(CommandLineJob):
         placeholder of its kind (the mount point then exists, even for runtimes that cannot
         create one in a read-only image). A symlink would show in the container (`find dir`
         does not enter it) and its target would need binding too."""
-        if any(_inside(target, bind.target) for bind in self.input_binds):
+        if any(inside(target, bind.target) for bind in self.input_binds):
             return  # inside a directory already bound
         if os.path.isdir(source):
             os.makedirs(target, exist_ok=True)
@@ -156,7 +157,7 @@ class ScailfinJob(CommandLineJob):
         hosted = self._host_dirs()
         staging = os.path.join(self.builder.stagedir, "container-only")
         for key, vol in list(self.generatemapper.items()):
-            if not vol.staged or any(_inside(vol.target, d) for d in hosted):
+            if not vol.staged or any(inside(vol.target, d) for d in hosted):
                 continue
             self.generatemapper.update(key, vol.resolved, vol.target, vol.type, False)
             if vol.type in ("File", "Directory") and not vol.resolved.startswith("_:"):
@@ -298,9 +299,6 @@ class ScailfinJob(CommandLineJob):
         binds += sorted(self.input_binds, key=lambda bind: bind.target)
         return binds, sorted({bind.source for bind in self.input_binds})
 
-
-def _inside(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def tool_class(backend: CWLBackend) -> type[ScailfinCommandLineTool]:

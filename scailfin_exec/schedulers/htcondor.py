@@ -254,14 +254,20 @@ class HTCondorScheduler(Scheduler):
                 quiet_since = time.monotonic()
                 self._on_event(event)
             with self._cond:
-                out = [h for h in self._handles if h.native and h.native.cluster is not None and not h.native.done.is_set()]
-                if self._closing and not out:
+                if self._closing and not self._out():
                     return
                 if not got:
                     self._cond.wait(FOLLOW_INTERVAL_S)  # close() wakes it at once
-            if out and time.monotonic() - quiet_since > RESCAN_AFTER_S:
-                self._rescan(out)
+            if time.monotonic() - quiet_since > RESCAN_AFTER_S:
+                with self._cond:
+                    out = self._out()
+                if out:
+                    self._rescan(out)
                 quiet_since = time.monotonic()
+
+    def _out(self) -> list[JobHandle]:
+        """The jobs submitted and not yet ended (call with self._cond held)."""
+        return [h for h in self._handles if h.native and h.native.cluster is not None and not h.native.done.is_set()]
 
     def _rescan(self, out: list[JobHandle]) -> None:
         """A safety net, not the way jobs are followed: read the run's event log again from its
@@ -463,7 +469,16 @@ def _remove_temporaries(job: Job) -> None:
     """An attempt killed while writing outputs back through chirp (an eviction) leaves its
     temporaries: never a partial output, but litter. Clear this job's once it has ended."""
     mark = ".scailfin-" + job.id + "."
-    for directory, _, names in os.walk(job.workspace):
+    places = set()  # temporaries sit beside the outputs they become: look only there
+    for output in job.outputs:
+        places.add(os.path.dirname(output))
+        if os.path.isdir(output) and not os.path.islink(output):
+            places.update(directory for directory, _, _ in os.walk(output))
+    for directory in places:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
         for name in names:
             if name.startswith(".") and mark in name:
                 try:

@@ -79,9 +79,14 @@ class Job(NamedTuple):
         neither brings (read-only, at its own path)."""
         binds = [Bind(self.workspace, self.workspace, True)] + list(self.binds)
         for path in self.inputs:
-            if not any(path == b.source or path.startswith(b.source.rstrip("/") + "/") for b in binds):
+            if not any(inside(path, b.source) for b in binds):
                 binds.append(Bind(path, path, False))
         return binds
+
+
+def inside(path: str, directory: str) -> bool:
+    """Whether path is directory or somewhere under it (by name: links are not followed)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 _NESTED = {"resources": Resources, "images": ImageSources}
@@ -244,7 +249,7 @@ def _outputs(workspace: str, outputs: List[str]) -> List[str]:
     for i, path in enumerate(outputs):
         where = "job.outputs[{}]".format(i)
         full = os.path.normpath(os.path.join(workspace, path))
-        if full != workspace and not full.startswith(workspace.rstrip("/") + "/"):
+        if not inside(full, workspace):
             raise JobError("{}: {!r} is outside the workspace {}".format(where, path, workspace))
         result.append(full)
     return result

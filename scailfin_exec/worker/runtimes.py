@@ -12,7 +12,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 from . import procs
 from .images import ResolvedImage
-from .jobspec import Bind
+from .jobspec import Bind, inside
 
 # What a container sees when the image says nothing: Docker's default PATH.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -92,9 +92,6 @@ class ContainerRuntime:
         raise NotImplementedError
 
 
-def _inside(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
-
 
 def _version_tuple(version: str):
     return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
@@ -140,7 +137,7 @@ class ApptainerRuntime(ContainerRuntime):
         variables = dict(spec.env)
         home = variables.pop("HOME", None)  # Apptainer refuses HOME from APPTAINERENV_: only --home sets it
         if home is not None:
-            mounted = [b for b in spec.binds if _inside(home, b.target)]
+            mounted = [b for b in spec.binds if inside(home, b.target)]
             source = mounted[-1].source + home[len(mounted[-1].target):] if mounted else None
             if source is not None and ":" not in source + home:
                 argv += ["--home", "{}:{}".format(source, home)]
@@ -179,7 +176,6 @@ class CharliecloudRuntime(ContainerRuntime):
     def command(self, exe, version, spec, environ):
         image = spec.image.location
         notes = []
-        write_fake = _version_tuple(version) >= (0, 32)
         # --private-tmp: the container's /tmp is its own, as with the other runtimes (and ch-run
         # can create mount points there)
         argv = [exe] + list(spec.options) + ["--private-tmp", "--unset-env=*", "--env-no-expand"]

@@ -18,7 +18,7 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import procs
-from .jobspec import Bind, Job
+from .jobspec import Bind, Job, inside
 
 OUTPUTS_TAR = "outputs.tar"
 CHIRP_TIMEOUT_S = 3600  # one remote operation (a whole tree through parrot)
@@ -89,7 +89,7 @@ def _check_visible(job: Job) -> None:
     hint = " (transfer: shared assumes this worker sees the submit side's file system at the same paths)"
     if not os.path.isdir(job.workspace):
         raise StagingError("workspace {} is not a directory on this worker{}".format(job.workspace, hint))
-    mounted = any(_inside(job.cwd, b.target) for b in job.binds)  # the runtime mounts it there
+    mounted = any(inside(job.cwd, b.target) for b in job.binds)  # the runtime mounts it there
     if not mounted and not os.path.isdir(job.cwd):
         raise StagingError("working directory {} is not a directory on this worker{}".format(job.cwd, hint))
     for bind in job.binds:
@@ -106,7 +106,7 @@ def _place_transferred(job: Job, scratch: str) -> Placement:
     files = size = 0
     for original, relative in sorted(job.staged.items()):
         local = os.path.normpath(os.path.join(scratch, relative))
-        if not _inside(local, scratch):
+        if not inside(local, scratch):
             raise StagingError("staged path {!r} leaves the job's scratch directory".format(relative))
         if not os.path.lexists(local):
             raise StagingError("{} was to be transferred as {} but is not in the scratch directory {}".format(
@@ -130,7 +130,7 @@ def needed_paths(job: Job) -> List[str]:
     stdin; a path inside another one (a directory) comes with it."""
     paths = {job.workspace} | {b.source for b in job.binds if not b.on_worker} | set(job.inputs) | \
         ({job.stdin} if job.stdin else set())
-    return [p for p in sorted(paths) if not any(p != q and _inside(p, q) for q in paths)]
+    return [p for p in sorted(paths) if not any(p != q and inside(p, q) for q in paths)]
 
 
 def _placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Placement:
@@ -140,7 +140,7 @@ def _placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Pl
 
     def here(path: str) -> str:
         for original in sorted(mapping, key=len, reverse=True):
-            if _inside(path, original):
+            if inside(path, original):
                 return mapping[original] + path[len(original):]
         return path
 
@@ -170,7 +170,7 @@ def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
     def add(local: str) -> None:
         if os.path.islink(local):
             target = os.path.join(os.path.dirname(local), os.readlink(local))
-            if not _inside(os.path.realpath(target), real_root):
+            if not inside(os.path.realpath(target), real_root):
                 raise StagingError("output {} is a symbolic link leaving the workspace (to {}): refused".format(
                     job.workspace + local[len(workspace_here):], os.readlink(local)))
         found.append((local, os.path.relpath(local, workspace_here)))
@@ -431,9 +431,6 @@ def _tar(args: List[str]) -> None:
     if out.returncode != 0:
         raise StagingError("tar {} failed: {}".format(" ".join(args[:3]), out.tail()))
 
-
-def _inside(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 # Tools the transfer modes use on a worker: (program, version arguments, extra places to look).

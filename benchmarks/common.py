@@ -1,0 +1,30 @@
+# What the benchmarks share: timing a command, the stand-in image trees, and putting an image
+# into Podman's storage before the timed runs.
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scailfin_exec.job import ImageSources  # noqa: E402
+from scailfin_exec.worker import images  # noqa: E402
+
+
+def timed(argv, cwd, env=None):
+    """Wall seconds of one run of argv; the benchmark stops, with the command's stderr, if it fails."""
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def image_roots():
+    """The stand-in image trees dev/setup built (SCAILFIN_TEST_IMAGE_ROOTS, as the tests use)."""
+    return [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
+
+
+def into_podman(reference, roots):
+    """Put the image in Podman's storage, so that neither side of a comparison pays for it."""
+    images.resolve("podman", shutil.which("podman"), reference, ImageSources(roots, None, False), dict(os.environ))
