@@ -24,7 +24,8 @@ from ..shipping import build_shim
 from ..worker.staging import needed_paths
 from . import JobHandle, Scheduler, SchedulerError
 
-BATCH_WINDOW_S = 0.25  # jobs that become ready this close together share one submit transaction
+BATCH_QUIET_S = 0.05  # a batch goes to the schedd once no job has become ready for this long,
+BATCH_WINDOW_S = 0.25  # or this long after its first job became ready: one transaction each
 OUTBOX = "back"  # HTCondor brings this directory back: the result record and the outputs archive
 TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
 PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
@@ -88,6 +89,7 @@ class HTCondorScheduler(Scheduler):
         self._events = htcondor2.JobEventLog(self.event_log)
         self._cond = threading.Condition()
         self._queue: list[JobHandle] = []
+        self._last_ready = 0.0  # when the last job joined the queue
         self._ids: dict[tuple[int, int], JobHandle] = {}
         self._closing = False
         self._progress = progress
@@ -135,6 +137,7 @@ class HTCondorScheduler(Scheduler):
             if self._closing:
                 raise SchedulerError("the scheduler is closed")
             self._queue.append(handle)
+            self._last_ready = time.monotonic()
             self._cond.notify_all()
         return handle
 
@@ -156,8 +159,14 @@ class HTCondorScheduler(Scheduler):
                     self._cond.wait()
                 if self._closing and not self._queue:
                     return
-            time.sleep(BATCH_WINDOW_S)  # let the jobs that become ready together go together
-            with self._cond:
+                # let the jobs that become ready together go together (a scatter's come milliseconds
+                # apart), without holding a lone step back for the whole window
+                deadline = time.monotonic() + BATCH_WINDOW_S
+                while not self._closing:
+                    wait = min(deadline, self._last_ready + BATCH_QUIET_S) - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
                 batch, self._queue = [h for h in self._queue if not h.cancelled], []
             if batch:
                 try:
