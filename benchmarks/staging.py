@@ -5,11 +5,14 @@
 #   htcondor: HTCondor's input transfer as its starter logs it (XferStatsLog, to 10 ms) plus the
 #             shim's unpacking
 #   shared:   the shim's stage-in (a check that the files are there)
+# The modes take turns within each repetition, starting with a different one each time.
 # Goal: parrot within 1.5x of HTCondor's own file transfer on the large file.
 #
-#   dev/as-test-user python benchmarks/staging.py [--repeat 2]
+#   dev/as-test-user python benchmarks/staging.py [--repeat 4]
 import argparse
+import contextlib
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -71,7 +74,7 @@ def htcondor_download_seconds(cluster, proc):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
     work = tempfile.mkdtemp(prefix="staging-")  # /tmp: jobs do not see it
@@ -79,22 +82,24 @@ def main():
     datasets = {"private": make_data(os.path.join(work, "data")), "shared": make_data(os.path.join(shared_work, "data"))}
     modes = [("chirp (parrot)", "chirp", {}), ("chirp (condor_chirp)", "chirp",
               {"environment": "SCAILFIN_PARROT=/nonexistent"}), ("htcondor", "htcondor", {}), ("shared", "shared", {})]
-    results = {}
-    for label, path in datasets["private"].items():
-        results[(label, "local copy")] = [local_copy(path, work) for _ in range(args.repeat)]
-    for mode_label, transfer, commands in modes:
-        scheduler = HTCondorScheduler(os.path.join(work, "run-" + transfer + str(len(results))),
-                                      Settings(submit_commands=commands), batch_name="staging-bench", progress=False)
-        with scheduler:
-            for label in datasets["private"]:
-                data = datasets["shared" if transfer == "shared" else "private"][label]
-                root = shared_work if transfer == "shared" else work
-                times = []
-                for i in range(args.repeat):
-                    ws = tempfile.mkdtemp(dir=root)
-                    job = Job(id=f"{transfer}-{len(results)}-{i}", image="docker.io/library/alpine", argv=["true"],
-                              workspace=ws, runtime=["apptainer"], transfer=transfer, inputs=[data],
+    os.sync()  # the new data on disk before anything is timed: no writeback competes with the first mode
+    results = {(label, method): [] for label in datasets["private"] for method in ["local copy"] + [m[0] for m in modes]}
+    numbers = itertools.count()
+    with contextlib.ExitStack() as stack:
+        schedulers = {mode_label: stack.enter_context(HTCondorScheduler(
+            os.path.join(work, "run-" + str(n)), Settings(submit_commands=commands), batch_name="staging-bench",
+            progress=False)) for n, (mode_label, _, commands) in enumerate(modes)}
+        for i in range(args.repeat):  # the modes take turns: none always runs first or last
+            for label, path in datasets["private"].items():
+                results[(label, "local copy")].append(local_copy(path, work))
+            for mode_label, transfer, _ in modes[i % len(modes):] + modes[:i % len(modes)]:
+                for label in datasets["private"]:
+                    data = datasets["shared" if transfer == "shared" else "private"][label]
+                    ws = tempfile.mkdtemp(dir=shared_work if transfer == "shared" else work)
+                    job = Job(id=f"{transfer}-{next(numbers)}", image="docker.io/library/alpine",
+                              argv=["true"], workspace=ws, runtime=["apptainer"], transfer=transfer, inputs=[data],
                               images=ImageSources(roots, None, False))
+                    scheduler = schedulers[mode_label]
                     handle = scheduler.submit(job)
                     result = scheduler.wait(handle)
                     if not result.ok:
@@ -102,8 +107,7 @@ def main():
                     seconds = result.record["stage_in"]["seconds"]
                     if transfer == "htcondor":
                         seconds += htcondor_download_seconds(handle.native.cluster, handle.native.proc)
-                    times.append(seconds)
-                results[(label, mode_label)] = times
+                    results[(label, mode_label)].append(seconds)
     shutil.rmtree(shared_work, ignore_errors=True)
 
     print(f"stage-in on the test site, median of {args.repeat} (loopback, 2 cores)")
