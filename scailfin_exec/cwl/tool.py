@@ -66,7 +66,14 @@ class CWLBackend:
         return self.scheduler.capacity
 
     def job_id(self, name: str) -> str:
-        return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name).strip('._') or 'step'}-{next(self._counter)}"
+        """The step's job name: unique in this run, and beside the jobs an earlier run left in the
+        same --run-dir (whose directories are kept)."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "step"
+        while True:
+            candidate = f"{stem}-{next(self._counter)}"
+            run_dir = self.settings.run_dir
+            if not run_dir or not os.path.lexists(os.path.join(run_dir, candidate)):
+                return candidate
 
     def close(self) -> None:
         """Cancel what is still running and release the scheduler; later calls wait for the first."""

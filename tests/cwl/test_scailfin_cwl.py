@@ -66,6 +66,18 @@ def test_without_parallel_steps_run_one_at_a_time(scailfin_cwl, tmp_path):
     assert len(spans) == 3 and max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans) == 1
 
 
+def test_a_run_directory_an_earlier_run_used_can_be_used_again_and_keeps_both_runs(scailfin_cwl, tmp_path):
+    job = tmp_path / "one.json"
+    job.write_text(json.dumps({"ids": [1]}))
+    run_dir = tmp_path / "kept"
+    runs = [scailfin_cwl("--runtime", "charliecloud", "--run-dir", run_dir, "--outdir", tmp_path / f"out{i}",
+                         data("sleepy-scatter.cwl"), job) for i in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    records = [json.load(open(run_dir / d / "job.result.json")) for d in sorted(os.listdir(run_dir))
+               if (run_dir / d / "job.result.json").exists()]
+    assert len(records) == 2 and [r["exit_code"] for r in records] == [0, 0]
+
+
 def test_cuda_requirement_becomes_a_gpu_request_and_no_nvidia_smi_runs_here_recorded_argv(scailfin_cwl, stand_ins, tmp_path):
     stand_ins.install("apptainer", "nvidia-smi")
     sif_root = tmp_path / "sifs" / "registry.hub.docker.com" / "library"
