@@ -49,7 +49,8 @@ class Settings:
     worker_python: str | None = _setting(None, "Python that runs the worker shim (default: this Python locally, "
                                          "python3 on HTCondor workers)", env="SCAILFIN_WORKER_PYTHON", metavar="PATH")
     run_dir: str | None = _setting(None, "where job files, result records and per-step logs go (default: a new "
-                                   "temporary directory, removed after a successful workflow run)",
+                                   "temporary directory, removed after a successful workflow run); a "
+                                   "directory an earlier run used keeps that run's jobs beside the new ones",
                                    env="SCAILFIN_RUN_DIR", metavar="DIR")
     # htcondor scheduler: where to submit, and site policy
     pool: str | None = _setting(None, "htcondor: the collector to ask for the schedd (default: the HTCondor "
