@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
     if interrupted.is_set():
         code = 130
     if scheduler is not None:
-        if code == 0 and settings.run_dir is None:
-            shutil.rmtree(scheduler.run_dir, ignore_errors=True)  # a temporary one; --run-dir keeps them
+        if settings.run_dir is None and (code == 0 or not scheduler.handles):
+            # a temporary one, and nothing in it to look at (--run-dir keeps everything)
+            shutil.rmtree(scheduler.run_dir, ignore_errors=True)
         elif scheduler.handles:
             print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
                   file=sys.stderr)

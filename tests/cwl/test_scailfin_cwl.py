@@ -40,6 +40,17 @@ def test_unsupported_requirement_exits_33(scailfin_cwl):
     assert "DockerRequirement with only dockerFile" in run.stderr and "[job dockerfile-only.cwl]" in run.stderr
 
 
+def test_a_failed_run_that_submitted_no_job_leaves_no_temporary_run_directory(image_roots, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+    run = subprocess.run([exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--runtime", "podman",
+                          data("dockerfile-only.cwl")], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                         env=dict(os.environ, TMPDIR=str(temporary)))
+    assert run.returncode == 33, run.stderr
+    assert [d for d in os.listdir(temporary) if d.startswith("scailfin-run-")] == []
+
+
 def test_bad_scailfin_option_exits_2(scailfin_cwl):
     run = scailfin_cwl("--runtime", "dockr", data("failing-step.cwl"))
     assert run.returncode == 2 and "runtime: unknown runtime 'dockr'" in run.stderr
