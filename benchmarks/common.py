@@ -1,14 +1,23 @@
-# What the benchmarks share: timing a command, the stand-in image trees, and putting an image
-# into Podman's storage before the timed runs.
+# What the benchmarks share: a scratch directory removed at exit, timing a command, the stand-in
+# image trees, and putting an image into Podman's storage before the timed runs.
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scailfin_exec.job import ImageSources  # noqa: E402
 from scailfin_exec.worker import images  # noqa: E402
+
+
+def work_dir(prefix, parent=None):
+    """A new scratch directory, removed when the benchmark exits (it may hold hundreds of MiB)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def timed(argv, cwd, env=None):

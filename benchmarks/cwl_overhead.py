@@ -8,9 +8,8 @@ import argparse
 import os
 import statistics
 import subprocess
-import tempfile
 
-from common import image_roots, into_podman, timed
+from common import image_roots, into_podman, timed, work_dir
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cwl")
 
@@ -21,7 +20,7 @@ def main():
     args = parser.parse_args()
     roots = image_roots()
     into_podman("docker.io/library/alpine", roots)  # stock cwltool runs with --disable-pull
-    work = tempfile.mkdtemp(prefix="cwl-overhead-")
+    work = work_dir("cwl-overhead-")
     stock = ["cwltool", "--podman", "--disable-pull", "--quiet"]
     ours = ["scailfin-cwl", "--runtime", "podman", "--image-roots", os.pathsep.join(roots), "--pull", "no", "--quiet"]
     cases = [("10-step chain", ["chain10.cwl"], []), ("20-way scatter", ["scatter20.cwl"], ["--parallel"])]

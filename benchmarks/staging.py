@@ -27,6 +27,8 @@ from scailfin_exec.config import Settings  # noqa: E402
 from scailfin_exec.job import ImageSources, Job  # noqa: E402
 from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
 
+from common import work_dir  # noqa: E402
+
 CACHE = os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec")
 XFER_LOG = os.path.join(CACHE, "site", "rootfs", "var", "log", "condor", "XferStatsLog")
 SHARED = "/scratch/scailfin-shared"
@@ -77,8 +79,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
-    work = tempfile.mkdtemp(prefix="staging-")  # /tmp: jobs do not see it
-    shared_work = tempfile.mkdtemp(dir=SHARED, prefix="staging-")
+    work = work_dir("staging-")  # /tmp: jobs do not see it
+    shared_work = work_dir("staging-", SHARED)
     datasets = {"private": make_data(os.path.join(work, "data")), "shared": make_data(os.path.join(shared_work, "data"))}
     modes = [("chirp (parrot)", "chirp", {}), ("chirp (condor_chirp)", "chirp",
               {"environment": "SCAILFIN_PARROT=/nonexistent"}), ("htcondor", "htcondor", {}), ("shared", "shared", {})]
@@ -108,7 +110,6 @@ def main():
                     if transfer == "htcondor":
                         seconds += htcondor_download_seconds(handle.native.cluster, handle.native.proc)
                     results[(label, mode_label)].append(seconds)
-    shutil.rmtree(shared_work, ignore_errors=True)
 
     print(f"stage-in on the test site, median of {args.repeat} (loopback, 2 cores)")
     print(f"{'data':<20}{'method':<22}{'seconds':>9}{'MB/s':>9}{'vs local copy':>15}")

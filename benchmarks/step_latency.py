@@ -12,12 +12,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 import htcondor2
 
-from common import timed
+from common import timed, work_dir
 
 IMAGE_ROOT = os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS", "/var/cache/scailfin-exec/images/unpacked").split(os.pathsep)[0]
 IMAGE_DIR = os.path.join(IMAGE_ROOT, "registry.hub.docker.com", "library", "alpine:latest")
@@ -54,7 +53,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=8)
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="step-latency-")
+    work = work_dir("step-latency-")
     step = os.path.join(work, "step.cwl")
     with open(step, "w") as f:
         f.write(STEP)

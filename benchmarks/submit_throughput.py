@@ -13,7 +13,6 @@
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +21,8 @@ import htcondor2  # noqa: E402
 from scailfin_exec.config import Settings  # noqa: E402
 from scailfin_exec.job import Job  # noqa: E402
 from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
+
+from common import work_dir  # noqa: E402
 
 
 def remove(schedd, batch):
@@ -33,7 +34,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
     n = args.jobs
-    work = tempfile.mkdtemp(prefix="submit-throughput-")
+    work = work_dir("submit-throughput-")
     workspace = os.path.join(work, "ws")
     os.makedirs(workspace)
     tag = str(int(time.time()))

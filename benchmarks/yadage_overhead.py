@@ -8,9 +8,8 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 
-from common import image_roots, into_podman, timed
+from common import image_roots, into_podman, timed, work_dir
 
 YADAGE_RUN = os.path.join(os.path.dirname(sys.executable), "yadage-run")
 
@@ -21,7 +20,7 @@ def main():
     args = parser.parse_args()
     roots = image_roots()
     into_podman("docker.io/library/busybox", roots)  # for both
-    work = tempfile.mkdtemp(prefix="yadage-overhead-")
+    work = work_dir("yadage-overhead-")
     flow = os.path.join(work, "flow")
     os.makedirs(flow)
     text = "stages:\n"
