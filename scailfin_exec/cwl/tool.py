@@ -99,7 +99,13 @@ class ScailfinCommandLineTool(CommandLineTool):
         rc.tmpdir = rc.get_tmpdir()
         rc.stagedir = rc.create_tmpdir()
         rc.docker_outdir, rc.docker_tmpdir, rc.docker_stagedir = rc.outdir, rc.tmpdir, rc.stagedir
-        yield from super().job(job_order, output_callbacks, rc)
+        for job in super().job(job_order, output_callbacks, rc):
+            if isinstance(job, ScailfinJob) and job.stagedir != rc.stagedir:
+                # cwltool gives a container job a new staging directory, and removes that one when
+                # the step ends; the inputs are staged in ours, so ours is the one to remove
+                shutil.rmtree(job.stagedir, ignore_errors=True)
+                job.stagedir = rc.stagedir
+            yield job
 
     def make_job_runner(self, runtimeContext):
         runner = super().make_job_runner(runtimeContext)
