@@ -1,6 +1,6 @@
 # Entry point of the worker shim: python3 -m scailfin_exec.worker job.json (or the zipapp).
 import sys
 
-from scailfin_exec.worker.shim import main
+from .shim import main
 
 sys.exit(main())
