@@ -28,8 +28,8 @@ from cwltool.process import stage_files
 
 from ..config import Settings
 from ..job import Bind, ImageSources, Job, Resources
-from ..worker.jobspec import inside
 from ..schedulers import Scheduler, SchedulerError, make_scheduler
+from ..worker.jobspec import inside
 
 _logger = logging.getLogger("cwltool")
 CUDA_REQUIREMENT = "http://commonwl.org/cwltool#CUDARequirement"
@@ -69,9 +69,9 @@ class CWLBackend:
         """The step's job name: unique in this run, and beside the jobs an earlier run left in the
         same --run-dir (whose directories are kept)."""
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "step"
+        run_dir = self.settings.run_dir
         while True:
             candidate = f"{stem}-{next(self._counter)}"
-            run_dir = self.settings.run_dir
             if not run_dir or not os.path.lexists(os.path.join(run_dir, candidate)):
                 return candidate
 
@@ -311,7 +311,6 @@ class ScailfinJob(CommandLineJob):
             binds.append(Bind(self.builder.stagedir, self.builder.stagedir, False))
         binds += sorted(self.input_binds, key=lambda bind: bind.target)
         return binds, sorted({bind.source for bind in self.input_binds})
-
 
 
 def tool_class(backend: CWLBackend) -> type[ScailfinCommandLineTool]:

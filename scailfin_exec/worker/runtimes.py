@@ -92,7 +92,6 @@ class ContainerRuntime:
         raise NotImplementedError
 
 
-
 def _version_tuple(version: str):
     return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
 

@@ -432,7 +432,6 @@ def _tar(args: List[str]) -> None:
         raise StagingError("tar {} failed: {}".format(" ".join(args[:3]), out.tail()))
 
 
-
 # Tools the transfer modes use on a worker: (program, version arguments, extra places to look).
 TRANSFER_TOOLS = {
     "parrot_run": (["-v"], ["/opt/cctools/bin"]),
