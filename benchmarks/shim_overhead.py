@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scailfin_exec.job import ImageSources, Job, write_job  # noqa: E402
 from scailfin_exec.shipping import build_shim, shim_command  # noqa: E402
 
-from common import work_dir  # noqa: E402
+from common import image_roots, work_dir  # noqa: E402
 
 
 def timed(argv, env):
@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--runtime", default="charliecloud,podman")
     parser.add_argument("--image", default="docker.io/library/alpine:latest")
     args = parser.parse_args()
-    roots = [r for r in os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS", "").split(os.pathsep) if r]
+    roots = image_roots()
     work = work_dir("shim-overhead-")
     shim = build_shim(work)
     workspace = os.path.join(work, "ws")

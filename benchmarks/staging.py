@@ -27,7 +27,7 @@ from scailfin_exec.config import Settings  # noqa: E402
 from scailfin_exec.job import ImageSources, Job  # noqa: E402
 from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
 
-from common import work_dir  # noqa: E402
+from common import image_roots, work_dir  # noqa: E402
 
 CACHE = os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec")
 XFER_LOG = os.path.join(CACHE, "site", "rootfs", "var", "log", "condor", "XferStatsLog")
@@ -78,7 +78,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
-    roots = [r for r in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if r]
+    roots = image_roots()
     work = work_dir("staging-")  # /tmp: jobs do not see it
     shared_work = work_dir("staging-", SHARED)
     datasets = {"private": make_data(os.path.join(work, "data")), "shared": make_data(os.path.join(shared_work, "data"))}

@@ -51,15 +51,12 @@ def test_a_failed_run_that_submitted_no_job_leaves_no_temporary_run_directory(im
     assert [d for d in os.listdir(temporary) if d.startswith("scailfin-run-")] == []
 
 
-def test_a_run_leaves_none_of_its_staging_or_temporary_directories_behind(image_roots, tmp_path):
+def test_a_run_leaves_none_of_its_staging_or_temporary_directories_behind(scailfin_cwl, tmp_path):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     example = os.path.join(REPO, "cwl_examples", "wordcount")
-    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
-    run = subprocess.run([exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--runtime", "charliecloud",
-                          "--outdir", str(tmp_path / "out"), os.path.join(example, "wordcount.cwl"),
-                          os.path.join(example, "wordcount-job.yml")], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300, env=dict(os.environ, TMPDIR=str(temporary)))
+    run = scailfin_cwl("--runtime", "charliecloud", "--outdir", tmp_path / "out", os.path.join(example, "wordcount.cwl"),
+                       os.path.join(example, "wordcount-job.yml"), env=dict(os.environ, TMPDIR=str(temporary)))
     assert run.returncode == 0, run.stderr
     assert os.listdir(tmp_path / "out")
     assert sorted(os.listdir(temporary)) == []
