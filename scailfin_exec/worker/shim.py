@@ -115,6 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         record["shim_error"] = {"code": code, "kind": EXIT_CODES[code], "message": "{}: {}".format(type(e).__name__, e)}
         _say("internal error: {}: {}".format(type(e).__name__, e))
     record["timings"]["total"] = round(time.monotonic() - started, 6)
+    # this process and every process it waited for: staging tools, the runtime, the container
+    usage = os.times()
+    record["cpu_seconds"] = round(usage.user + usage.system + usage.children_user + usage.children_system, 3)
     record["finished"] = time.time()
     record["exit_code"] = code
     _write_result(result_file, record)

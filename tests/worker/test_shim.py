@@ -50,6 +50,14 @@ def test_workspace_is_bound_at_the_same_absolute_path(shim, make_job, workspace)
     assert f"charliecloud {record['runtime']['version']} ran docker.io/library/alpine:latest on " in err
 
 
+def test_result_record_counts_the_cpu_the_step_used_in_its_container(shim, make_job, workspace):
+    code, err, idle = run_shim(shim, make_job(argv=["true"]))
+    assert code == 0, err
+    code, err, busy = run_shim(shim, make_job(argv=["sh", "-c", "timeout 1 sh -c 'while :; do :; done'; exit 0"]))
+    assert code == 0, err
+    assert busy["cpu_seconds"] >= 0.7 and idle["cpu_seconds"] < 0.5, (busy["cpu_seconds"], idle["cpu_seconds"])
+
+
 def test_host_environment_does_not_leak_into_the_container(shim, make_job, workspace):
     job = make_job(argv=["sh", "-c", "env > env.txt"], env={"ONLY": "this"})
     env = dict(os.environ, LEAKY_SECRET="no")
