@@ -5,6 +5,11 @@
 #   htcondor: HTCondor's input transfer as its starter logs it (XferStatsLog, to 10 ms) plus the
 #             shim's unpacking
 #   shared:   the shim's stage-in (a check that the files are there)
+# Also the CPU each mode costs: the CPU-seconds the whole machine spent on the job (/proc/stat,
+# from submit to the job's end) beyond the same job in the shared mode, which moves no data.
+# Divided by the cores, that is the least time the stage-in can take on this machine. Of that, the
+# part HTCondor's starter and shadow spent (what their startd and schedd collect when they end,
+# less the job's own CPU, which the shim records).
 # The modes take turns within each repetition, starting with a different one each time.
 # Goal: parrot within 1.5x of HTCondor's own file transfer on the large file.
 #
@@ -66,6 +71,47 @@ def local_copy(path, work):
     return seconds
 
 
+def busy_cpu_seconds():
+    """CPU-seconds the machine has spent busy since boot, all cores (idle, I/O wait and steal left out)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def condor_daemons():
+    """The PIDs of the site's condor_startd and condor_schedd (the parents of starters and shadows)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+            name = f.read().strip()
+        if name in ("condor_startd", "condor_schedd"):
+            found[name] = int(pid)
+    if len(found) != 2:
+        sys.exit(f"staging: the site's condor_startd and condor_schedd are not both running (found {found})")
+    return list(found.values())
+
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # fields from the state on (the name may hold spaces)
+
+
+def starters_and_shadows_cpu(daemons):
+    """CPU-seconds the daemons' ended children (and theirs: the starter's job) used, once the job's
+    starter and shadow are gone."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError, IndexError):
+                if int(_stat(pid)[1]) in daemons:
+                    children.append(pid)
+        if not children:
+            break
+        time.sleep(0.05)
+    return sum(int(x) for pid in daemons for x in _stat(pid)[13:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def htcondor_download_seconds(cluster, proc):
     """The starter's line for this job's input transfer (the shadow logs the output's)."""
     pattern = re.compile(rf"\(pid:\d+\) File Transfer Download: JobId: {cluster}\.{proc} .*? seconds: ([\d.]+)")
@@ -86,6 +132,9 @@ def main():
               {"environment": "SCAILFIN_PARROT=/nonexistent"}), ("htcondor", "htcondor", {}), ("shared", "shared", {})]
     os.sync()  # the new data on disk before anything is timed: no writeback competes with the first mode
     results = {(label, method): [] for label in datasets["private"] for method in ["local copy"] + [m[0] for m in modes]}
+    cpu = {(label, mode[0]): [] for label in datasets["private"] for mode in modes}
+    daemon_cpu = {(label, mode[0]): [] for label in datasets["private"] for mode in modes}
+    daemons = condor_daemons()
     numbers = itertools.count()
     with contextlib.ExitStack() as stack:
         schedulers = {mode_label: stack.enter_context(HTCondorScheduler(
@@ -102,27 +151,47 @@ def main():
                               argv=["true"], workspace=ws, runtime=["apptainer"], transfer=transfer, inputs=[data],
                               images=ImageSources(roots, None, False))
                     scheduler = schedulers[mode_label]
+                    busy, daemons_busy = busy_cpu_seconds(), starters_and_shadows_cpu(daemons)
                     handle = scheduler.submit(job)
                     result = scheduler.wait(handle)
                     if not result.ok:
                         sys.exit(f"{mode_label}, {label}: {result.describe()}\n{result.stderr_tail()}")
+                    # the starter's share counts the job it waited for: the shim's own record says how much
+                    daemon_cpu[(label, mode_label)].append(starters_and_shadows_cpu(daemons) - daemons_busy
+                                                           - result.record["cpu_seconds"])
+                    cpu[(label, mode_label)].append(busy_cpu_seconds() - busy)
                     seconds = result.record["stage_in"]["seconds"]
                     if transfer == "htcondor":
                         seconds += htcondor_download_seconds(handle.native.cluster, handle.native.proc)
                     results[(label, mode_label)].append(seconds)
 
-    print(f"stage-in on the test site, median of {args.repeat} (loopback, 2 cores)")
-    print(f"{'data':<20}{'method':<22}{'seconds':>9}{'MB/s':>9}{'vs local copy':>15}")
+    cores = os.cpu_count()
+    print(f"stage-in on the test site, median of {args.repeat} (loopback, {cores} cores)")
+
+    def beyond_shared(measured, label, method):
+        return statistics.median(measured[(label, method)]) - statistics.median(measured[(label, "shared")])
+
+    print(f"{'data':<20}{'method':<22}{'seconds':>9}{'MB/s':>9}{'vs local copy':>15}{'CPU s':>8}"
+          f"{'starter+shadow':>16}{'CPU s / ' + str(cores) + ' cores':>18}")
     for label, path in datasets["private"].items():
         size = data_bytes(path) / 1e6
         base = statistics.median(results[(label, "local copy")])
         for method in ["local copy"] + [m[0] for m in modes]:
             seconds = statistics.median(results[(label, method)])
-            print(f"{label:<20}{method:<22}{seconds:>9.2f}{size / seconds if seconds else float('inf'):>9.0f}"
-                  f"{seconds / base:>14.1f}x")
+            line = f"{label:<20}{method:<22}{seconds:>9.2f}{size / seconds if seconds else float('inf'):>9.0f}" \
+                   f"{seconds / base:>14.1f}x"
+            if (label, method) in cpu and method != "shared":
+                extra = beyond_shared(cpu, label, method)
+                line += f"{extra:>8.2f}{beyond_shared(daemon_cpu, label, method):>16.2f}{extra / cores:>18.2f}"
+            print(line)
+    print("CPU s: CPU-seconds the machine spent on the job beyond the same job with transfer: shared;"
+          " starter+shadow: the part HTCondor's starter and shadow spent")
     parrot = statistics.median(results[("200 MiB file", "chirp (parrot)")])
     condor = statistics.median(results[("200 MiB file", "htcondor")])
     print(f"parrot vs HTCondor file transfer, 200 MiB file: {parrot / condor:.2f}x (goal: at most 1.5x)")
+    floor = beyond_shared(cpu, "200 MiB file", "chirp (parrot)") / cores
+    print(f"the CPU parrot's stage-in costs allows no less than {floor:.2f} s on {cores} cores;"
+          f" the goal needs at most {1.5 * condor:.2f} s")
 
 
 if __name__ == "__main__":
