@@ -26,6 +26,22 @@ def pytest_configure(config):
                                 "the stand-in images and sets it")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_stay_in_pytests_directory(tmp_path_factory):
+    """What the tests run (scailfin-cwl, cwltool, yadage, the runtimes) keeps its temporary files
+    in pytest's own directory, which pytest prunes, not in /tmp: the run directories failed runs
+    keep for their user, and the empty ones cwltool leaves when a tool fails before it runs."""
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    tempfile.tempdir = None  # tempfile reads TMPDIR again
+    yield
+    if before is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = before
+    tempfile.tempdir = None
+
+
 @pytest.fixture(scope="session")
 def image_roots():
     return [p for p in os.environ["SCAILFIN_TEST_IMAGE_ROOTS"].split(os.pathsep) if p]
