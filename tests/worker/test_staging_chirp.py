@@ -97,6 +97,20 @@ def test_without_parrot_condor_chirp_takes_over_and_says_so(pool, tmp_path, chir
     assert {n: (ws / "out" / n).read_text() for n in ODD_NAMES} == {n: n.translate(ascii_upper) + "\n" for n in ODD_NAMES}
 
 
+def test_condor_chirp_refuses_a_file_over_its_limit_instead_of_a_truncated_copy(pool, tmp_path, chirp_job):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with open(ws / "huge.bin", "wb") as f:  # sparse: 2 GiB on paper, nothing on disk
+        f.truncate(2 ** 31)
+    settings = Settings(submit_commands={"environment": "SCAILFIN_PARROT=/nonexistent/parrot_run"})
+    with HTCondorScheduler(str(tmp_path / "run"), settings, batch_name="chirp-too-large") as sched:
+        result = sched.run(chirp_job("too-large", ["true"], ws))
+    assert result.exit_code == 254
+    assert f"{ws}/huge.bin is 2147483648 bytes: condor_chirp cannot move a file over 2147483647 bytes" in \
+        result.shim_error["message"]
+    assert os.path.getsize(ws / "huge.bin") == 2 ** 31
+
+
 def test_without_the_io_proxy_chirp_fails_clearly(pool, tmp_path, chirp_job):
     ws = tmp_path / "ws"
     ws.mkdir()
