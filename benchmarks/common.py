@@ -23,7 +23,8 @@ def work_dir(prefix, parent=None):
 def timed(argv, cwd, env=None):
     """Wall seconds of one run of argv; the benchmark stops, with the command's stderr, if it fails."""
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
     return time.perf_counter() - started

@@ -9,20 +9,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scailfin_exec.job import ImageSources, Job, write_job  # noqa: E402
 from scailfin_exec.shipping import build_shim, shim_command  # noqa: E402
 
-from common import image_roots, work_dir  # noqa: E402
-
-
-def timed(argv, env):
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    return time.perf_counter() - started
+from common import image_roots, timed, work_dir  # noqa: E402
 
 
 def main():
@@ -51,8 +43,8 @@ def main():
             env.setdefault("USER", record["user"])
         direct, through = [], []
         for _ in range(args.jobs):
-            direct.append(timed(direct_argv, env))
-            through.append(timed(shim_argv, env))
+            direct.append(timed(direct_argv, work, env))
+            through.append(timed(shim_argv, work, env))
         d, s = statistics.median(direct), statistics.median(through)
         print(f"{runtime:<14}{d * 1000:>17.1f} ms{s * 1000:>13.1f} ms{(s - d) * 1000:>7.1f} ms{s / d:>8.2f}")
     print("goal: under 100 ms added per job")

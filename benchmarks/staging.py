@@ -78,38 +78,31 @@ def busy_cpu_seconds():
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def processes():
+    """(pid, name, the /proc/PID/stat fields from the state on) of every process still there."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                head, _, rest = f.read().rpartition(")")  # the name may hold spaces and parentheses
+            yield int(pid), head.partition("(")[2], rest.split()
+
+
 def condor_daemons():
     """The PIDs of the site's condor_startd and condor_schedd (the parents of starters and shadows)."""
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
-            name = f.read().strip()
-        if name in ("condor_startd", "condor_schedd"):
-            found[name] = int(pid)
+    found = {name: pid for pid, name, _ in processes() if name in ("condor_startd", "condor_schedd")}
     if len(found) != 2:
         sys.exit(f"staging: the site's condor_startd and condor_schedd are not both running (found {found})")
     return list(found.values())
-
-
-def _stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()  # fields from the state on (the name may hold spaces)
 
 
 def starters_and_shadows_cpu(daemons):
     """CPU-seconds the daemons' ended children (and theirs: the starter's job) used, once the job's
     starter and shadow are gone."""
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        children = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(OSError, IndexError):
-                if int(_stat(pid)[1]) in daemons:
-                    children.append(pid)
-        if not children:
-            break
+    while any(int(fields[1]) in daemons for _, _, fields in processes()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return sum(int(x) for pid in daemons for x in _stat(pid)[13:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for pid, _, fields in processes() if pid in daemons for x in fields[13:15]) \
+        / os.sysconf("SC_CLK_TCK")
 
 
 def htcondor_download_seconds(cluster, proc):

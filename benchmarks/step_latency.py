@@ -16,9 +16,9 @@ import time
 
 import htcondor2
 
-from common import timed, work_dir
+from common import image_roots, timed, work_dir
 
-IMAGE_ROOT = os.environ.get("SCAILFIN_TEST_IMAGE_ROOTS", "/var/cache/scailfin-exec/images/unpacked").split(os.pathsep)[0]
+IMAGE_ROOT = image_roots()[0]
 IMAGE_DIR = os.path.join(IMAGE_ROOT, "registry.hub.docker.com", "library", "alpine:latest")
 STEP = """cwlVersion: v1.2
 class: CommandLineTool
