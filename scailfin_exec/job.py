@@ -1,7 +1,6 @@
 # The job description as the submit side sees it: the shared definition from the worker package,
 # plus writing job files and reading back the shim's result records.
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job descr
     job_from_dict,
     job_to_dict,
     load_job,
+    loads,
 )
 from .worker.shim import EXIT_CODES, result_path_for  # noqa: F401
 
@@ -30,8 +30,8 @@ def write_job(job: Job, path: str) -> Job:
     """Validate and write a job file atomically; returns the validated job."""
     job = validated(job)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps(job))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+        f.write(dumps(job))  # argv, environment and secrets: the user's alone
     os.replace(tmp, path)
     return job
 
@@ -90,7 +90,9 @@ def read_result(job_id: str, result_file: str, exit_status: int | None, **logs) 
     """Build a Result from the shim's record; a missing or broken record is itself the error."""
     try:
         with open(result_file, encoding="utf-8") as f:
-            record = json.load(f)
+            record = loads(f.read())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as e:
         return Result(job_id, exit_status, {}, error=f"no result record from the shim ({result_file}: {e}); "
                       f"exit status {exit_status}", **logs)

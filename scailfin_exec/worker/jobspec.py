@@ -4,10 +4,18 @@
 # NamedTuples rather than dataclasses: the shim must run on Python 3.6, which has no dataclasses.
 
 import json
+import math
 import os
 from typing import Any, Dict, List, NamedTuple, Optional
 
-FORMAT_VERSION = 1
+# 2: outputs come back in every transfer mode as declared (shared mode too, from a private copy of
+# the workspace), and `secrets`
+FORMAT_VERSION = 2
+ID_MAX = 100  # job ids name directories and temporaries (with a file name and a host name in them)
+ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+ENV_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+ENV_NAME_CHARS = ENV_NAME_START | frozenset("0123456789")
+RESOURCE_MAX = 2 ** 53  # beyond this a number is a mistake, not a request
 TRANSFER_MODES = ("shared", "htcondor", "chirp")
 RUNTIME_NAMES = ("apptainer", "singularity", "charliecloud", "podman", "docker", "shifter", "sarus")
 # The order tried when a job (and the worker's SCAILFIN_RUNTIME) does not say: HPC runtimes that
@@ -57,7 +65,7 @@ class Job(NamedTuple):
     binds: List[Bind] = []
     env: Dict[str, str] = {}
     inputs: List[str] = []
-    outputs: List[str] = []
+    outputs: List[str] = ["."]  # inside the workspace; what comes back (default: all of it)
     resources: Resources = Resources()
     transfer: str = "shared"
     runtime: List[str] = []  # preference order; empty means the worker's or the default order
@@ -66,6 +74,9 @@ class Job(NamedTuple):
     entrypoint: bool = False  # run argv through the image's ENTRYPOINT, as `docker run` does
     images: ImageSources = ImageSources()
     labels: Dict[str, str] = {}
+    # values the step must get (in argv, env or script) that nothing the shim writes may show:
+    # result records and logs carry "(secret)" instead
+    secrets: List[str] = []
     # transfer modes that copy files: where each submit-side path was put, relative to the job's
     # scratch directory (a directory travels as a .tar, unpacked there); set by the scheduler
     staged: Dict[str, str] = {}
@@ -85,8 +96,50 @@ class Job(NamedTuple):
 
 
 def inside(path: str, directory: str) -> bool:
-    """Whether path is directory or somewhere under it (by name: links are not followed)."""
+    """Whether path is directory or somewhere under it (by name: links are not followed).
+    Both must be normalised (normalise()): '//' is not '/' to this test."""
     return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def normalise(path: str) -> str:
+    """An absolute path in its one spelling: POSIX lets a path start with '//' (and normpath keeps
+    it), which would pass a "not /" test and then contain everything."""
+    path = os.path.normpath(path)
+    return "/" + path.lstrip("/") if path.startswith("/") else path
+
+
+def escaping_link(path: str, local_root: str, container_root: Optional[str] = None) -> Optional[str]:
+    """If path (under local_root, which the step saw at container_root) is a symbolic link whose
+    chain, followed as the step sees it, leaves the workspace, its target as written; else None.
+    Every transfer mode refuses such an output."""
+    if not os.path.islink(path):
+        return None
+    written, container_root = os.readlink(path), container_root or local_root
+    pending, resolved, hops = os.path.relpath(path, local_root).split("/"), [], 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return written  # above the workspace
+            resolved.pop()
+            continue
+        here = os.path.join(local_root, *resolved, part)
+        if not os.path.islink(here):
+            resolved.append(part)
+            continue
+        hops += 1
+        target = os.readlink(here)
+        if hops > 40:
+            return written
+        if target.startswith("/"):
+            target = normalise(target)
+            if not inside(target, container_root):
+                return written
+            resolved, target = [], target[len(container_root):]
+        pending = target.split("/") + pending
+    return None
 
 
 _NESTED = {"resources": Resources, "images": ImageSources}
@@ -101,20 +154,33 @@ _REQUIRED = object()
 
 def _check_type(where: str, value: Any, kinds, what: str) -> None:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
-        raise JobError("{}: must be {}, got {!r}".format(where, what, value))
+        raise JobError("{}: must be {}, got {}".format(where, what, _short(value)))
+    if isinstance(value, str) and "\0" in value:
+        raise JobError("{}: contains a NUL byte, which no program can be given".format(where))
+
+
+def _name(key: Any) -> str:
+    """A field name as written when it is one, quoted when it holds anything odd."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 80 else _short(key)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _as_tuple(kinds):
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
-def _abs(where: str, value: Any) -> str:
+def _abs(where: str, value: Any, root_allowed: bool = True) -> str:
     _check_type(where, value, str, "an absolute path")
     if not os.path.isabs(value):
-        raise JobError("{}: must be an absolute path, got {!r}".format(where, value))
-    if "\0" in value:
-        raise JobError("{}: contains a NUL byte".format(where))
-    return os.path.normpath(value)
+        raise JobError("{}: must be an absolute path, got {}".format(where, _short(value)))
+    path = normalise(value)
+    if path == "/" and not root_allowed:
+        raise JobError("{}: must not be '/' (the whole file system), got {!r}".format(where, value))
+    return path
 
 
 def _str_list(where: str, value: Any) -> List[str]:
@@ -134,13 +200,47 @@ def _str_dict(where: str, value: Any) -> Dict[str, str]:
 def _nested(where: str, cls, value: Any):
     _check_type(where, value, dict, "a mapping")
     known = _fields(cls)
-    unknown = sorted(set(value) - set(known))
+    unknown = sorted(_name(k) for k in set(value) - set(known))
     if unknown:
         raise JobError("{}: unknown field(s) {}".format(where, ", ".join(unknown)))
     missing = [k for k, default in known.items() if default is _REQUIRED and k not in value]
     if missing:
         raise JobError("{}: missing field(s) {}".format(where, ", ".join(missing)))
     return cls(**value)
+
+
+def _identifier(where: str, value: Any) -> str:
+    _check_type(where, value, str, "a string")
+    if not value or len(value) > ID_MAX or not set(value) <= ID_CHARS or value[0] in ".-":
+        raise JobError("{}: must be 1 to {} letters, digits, '_', '.' or '-', not starting with '.' or '-'; "
+                       "got {}".format(where, ID_MAX, _short(value)))
+    return value
+
+
+def _env(where: str, value: Any) -> Dict[str, str]:
+    env = _str_dict(where, value)
+    for key in env:
+        if not key or key[0] not in ENV_NAME_START or not set(key) <= ENV_NAME_CHARS:
+            raise JobError("{}: invalid variable name {} (letters, digits and '_', not starting with a digit)".format(
+                where, _short(key)))
+    return env
+
+
+def _resources(data: Any) -> "Resources":
+    res = _nested("job.resources", Resources, data)
+    for key in ("cores", "memory_mb", "disk_mb", "gpus", "walltime_s"):
+        value = getattr(res, key)
+        if value is None and key == "walltime_s":
+            continue
+        where = "job.resources." + key
+        _check_type(where, value, (int, float) if key == "cores" else int, "a number" if key == "cores" else "an integer")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise JobError("{}: must be a finite number, got {!r}".format(where, value))
+        if value < 0 or (key == "cores" and value == 0):
+            raise JobError("{}: must be positive, got {!r}".format(where, value))
+        if value > RESOURCE_MAX and key != "walltime_s":  # a walltime beyond any timer is no limit
+            raise JobError("{}: {} is beyond any machine (at most {})".format(where, value, RESOURCE_MAX))
+    return res
 
 
 def job_from_dict(data: Any) -> Job:
@@ -159,25 +259,21 @@ def job_from_dict(data: Any) -> Job:
         raise JobError("job.version: must be >= 1, got {}".format(version))
     fields = _fields(Job)
     body = {k: v for k, v in data.items() if k != "version"}
-    unknown = sorted(set(body) - set(fields))
+    unknown = sorted(_name(k) for k in set(body) - set(fields))
     if unknown:
         raise JobError("job: unknown field(s) {}".format(", ".join(unknown)))
     missing = [k for k, default in fields.items() if default is _REQUIRED and k not in body]
     if missing:
         raise JobError("job: missing field(s) {}".format(", ".join(missing)))
 
-    _check_type("job.id", body["id"], str, "a string")
-    if not body["id"] or "/" in body["id"] or body["id"].startswith("."):
-        raise JobError("job.id: must be a non-empty name without '/', got {!r}".format(body["id"]))
+    _identifier("job.id", body["id"])
     _check_type("job.image", body["image"], str, "an image reference or path")
-    if not body["image"].strip():
-        raise JobError("job.image: must not be empty")
+    if not body["image"].strip() or any(c in body["image"] for c in "\n\r"):
+        raise JobError("job.image: must be one line, not empty, got {}".format(_short(body["image"])))
     body["argv"] = _str_list("job.argv", body["argv"])
     if not body["argv"]:
         raise JobError("job.argv: must name at least the program to run")
-    body["workspace"] = _abs("job.workspace", body["workspace"])
-    if body["workspace"] == "/":
-        raise JobError("job.workspace: must not be '/'")
+    body["workspace"] = _abs("job.workspace", body["workspace"], root_allowed=False)
     for key in ("stdin", "stdout", "stderr", "workdir"):
         if body.get(key) is not None:
             body[key] = _abs("job." + key, body[key])
@@ -186,46 +282,39 @@ def job_from_dict(data: Any) -> Job:
         if body.get("stdin") is not None:
             raise JobError("job: 'script' is fed on stdin, so 'stdin' must not be set too")
     binds = []
+    _check_type("job.binds", body.get("binds", []), list, "a list of binds")
     for i, b in enumerate(body.get("binds", [])):
         where = "job.binds[{}]".format(i)
         b = _nested(where, Bind, b)
-        binds.append(Bind(_abs(where + ".source", b.source), _abs(where + ".target", b.target), b.writable, b.on_worker))
         _check_type(where + ".writable", b.writable, bool, "true or false")
         _check_type(where + ".on_worker", b.on_worker, bool, "true or false")
+        binds.append(Bind(_abs(where + ".source", b.source, root_allowed=False),
+                          _abs(where + ".target", b.target, root_allowed=False), b.writable, b.on_worker))
     body["binds"] = binds
-    body["env"] = _str_dict("job.env", body.get("env", {}))
-    for key in body["env"]:
-        if not key or "=" in key or "\0" in key:
-            raise JobError("job.env: invalid variable name {!r}".format(key))
-    body["inputs"] = [_abs("job.inputs[{}]".format(i), p) for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
-    body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", [])))
+    body["env"] = _env("job.env", body.get("env", {}))
+    body["inputs"] = [_abs("job.inputs[{}]".format(i), p, root_allowed=False)
+                      for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
+    body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", ["."])))
+    body["secrets"] = [v for v in _str_list("job.secrets", body.get("secrets", [])) if v]
     body["labels"] = _str_dict("job.labels", body.get("labels", {}))
-    staged = _str_dict("job.staged", body.get("staged", {}))
-    for original, relative in staged.items():
-        _abs("job.staged", original)
-        if os.path.isabs(relative) or ".." in relative.split("/"):
-            raise JobError("job.staged[{!r}]: must be a path inside the scratch directory, got {!r}".format(original, relative))
+    staged = {}
+    for original, relative in _str_dict("job.staged", body.get("staged", {})).items():
+        if not relative or os.path.isabs(relative) or ".." in relative.split("/"):
+            raise JobError("job.staged[{}]: must be a path inside the scratch directory, got {}".format(
+                _short(original), _short(relative)))
+        staged[_abs("job.staged", original, root_allowed=False)] = relative
     body["staged"] = staged
-
-    res = _nested("job.resources", Resources, body.get("resources", {}))
-    for key in ("cores", "memory_mb", "disk_mb", "gpus", "walltime_s"):
-        value = getattr(res, key)
-        if value is None and key == "walltime_s":
-            continue
-        _check_type("job.resources." + key, value, (int, float) if key == "cores" else int, "a number")
-        if value < 0 or (key in ("cores",) and value == 0):
-            raise JobError("job.resources.{}: must be positive, got {!r}".format(key, value))
-    body["resources"] = res
+    body["resources"] = _resources(body.get("resources", {}))
 
     img = _nested("job.images", ImageSources, body.get("images", {}))
     roots = [_abs("job.images.roots[{}]".format(i), r) for i, r in enumerate(_str_list("job.images.roots", img.roots))]
-    cache = _abs("job.images.cache", img.cache) if img.cache is not None else None
+    cache = _abs("job.images.cache", img.cache, root_allowed=False) if img.cache is not None else None
     _check_type("job.images.pull", img.pull, bool, "true or false")
     body["images"] = ImageSources(roots, cache, img.pull)
 
     transfer = body.get("transfer", "shared")
     if transfer not in TRANSFER_MODES:
-        raise JobError("job.transfer: unknown transfer mode {!r} (known: {})".format(transfer, ", ".join(TRANSFER_MODES)))
+        raise JobError("job.transfer: unknown transfer mode {} (known: {})".format(_short(transfer), ", ".join(TRANSFER_MODES)))
     body["runtime"] = check_runtime_names("job.runtime", _str_list("job.runtime", body.get("runtime", [])))
     options = body.get("runtime_options", {})
     _check_type("job.runtime_options", options, dict, "a mapping of runtime name to a list of options")
@@ -239,7 +328,7 @@ def job_from_dict(data: Any) -> Job:
 def check_runtime_names(where: str, names: List[str]) -> List[str]:
     for name in names:
         if name not in RUNTIME_NAMES:
-            raise JobError("{}: unknown runtime {!r} (known: {})".format(where, name, ", ".join(RUNTIME_NAMES)))
+            raise JobError("{}: unknown runtime {} (known: {})".format(where, _short(name), ", ".join(RUNTIME_NAMES)))
     return names
 
 
@@ -248,9 +337,9 @@ def _outputs(workspace: str, outputs: List[str]) -> List[str]:
     result = []
     for i, path in enumerate(outputs):
         where = "job.outputs[{}]".format(i)
-        full = os.path.normpath(os.path.join(workspace, path))
+        full = normalise(os.path.join(workspace, path))
         if not inside(full, workspace):
-            raise JobError("{}: {!r} is outside the workspace {}".format(where, path, workspace))
+            raise JobError("{}: {} is outside the workspace {}".format(where, _short(path), workspace))
         result.append(full)
     return result
 
@@ -278,15 +367,27 @@ def dumps(job: Job) -> str:
     return json.dumps(job_to_dict(job), sort_keys=True)
 
 
+def _no_constant(name: str):
+    raise ValueError("{} is not a number JSON allows".format(name))
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: no NaN or Infinity, and no nesting deep enough to exhaust the stack."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply")
+
+
 def load_job(path: str) -> Job:
     """Read and validate a job file; JobError names the file and the problem."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = loads(f.read())
     except OSError as e:
         raise JobError("{}: cannot read job file: {}".format(path, e.strerror or e))
-    except ValueError as e:
-        raise JobError("{}: not valid JSON: {}".format(path, e))
+    except ValueError as e:  # UnicodeDecodeError too
+        raise JobError("{}: not valid JSON: {}".format(path, _short(str(e))[1:-1]))
     try:
         return job_from_dict(data)
     except JobError as e:

@@ -22,7 +22,7 @@ def error_of(data):
 def test_job_round_trips_through_json_with_binds_as_data_even_with_colons_in_paths():
     job = Job(id="s", image="docker.io/library/alpine:3.20", argv=["sh", "-c", "ls"], workspace="/w/run:1",
               binds=[Bind("/in/a:b", "/in/a:b", False)], env={"A": "x=y"}, resources=Resources(cores=2, gpus=1),
-              labels={"workflow": "wf", "step": "count"})
+              outputs=["/w/run:1/out"], labels={"workflow": "wf", "step": "count"})
     again = job_from_dict(json.loads(dumps(job)))
     assert again == job
     assert job_to_dict(job)["binds"] == [{"source": "/in/a:b", "target": "/in/a:b", "writable": False,
@@ -94,3 +94,16 @@ def test_load_job_names_the_file_for_bad_json(tmp_path):
     with pytest.raises(JobError) as info:
         load_job(str(path))
     assert str(info.value).startswith(f"{path}: not valid JSON")
+
+
+def test_an_output_link_is_followed_as_the_step_saw_it_to_tell_whether_it_leaves_the_workspace(tmp_path):
+    from scailfin_exec.worker.jobspec import escaping_link
+
+    (tmp_path / "sub").mkdir()
+    links = {"abs_in": "/data/ws/sub", "abs_out": "/etc/passwd", "rel_out": "../x", "rel_in": "sub/../sub",
+             "chain": "esc", "esc": "/etc", "loop": "loop", "prefix": "/data/wsx", "dangling_in": "/data/ws/none"}
+    for name, target in links.items():
+        (tmp_path / name).symlink_to(target)
+    leaving = {name for name in links if escaping_link(str(tmp_path / name), str(tmp_path), "/data/ws")}
+    assert leaving == {"abs_out", "rel_out", "chain", "esc", "loop", "prefix"}
+    assert escaping_link(str(tmp_path / "sub"), str(tmp_path), "/data/ws") is None  # not a link
