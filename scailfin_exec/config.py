@@ -90,6 +90,9 @@ class Settings:
             raise ConfigError(f"max_parallel: must be at least 1, got {self.max_parallel}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: must be at least 0, got {self.max_retries}")
+        if self.accounting_group and not all(c.isalnum() or c in "_.-@" for c in self.accounting_group):
+            raise ConfigError(f"accounting_group: {self.accounting_group!r} is not a group name (letters, digits, "
+                              "'_', '.', '-', '@')")
         return self
 
 

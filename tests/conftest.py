@@ -86,6 +86,32 @@ def run_shim(shim, job_file, *args, python=sys.executable, env=None, timeout=300
     return proc.returncode, proc.stderr, record
 
 
+def processes_running(word):
+    """Host PIDs of live processes with this word among their arguments (a step's own PIDs are in
+    its PID namespace, so tests find its processes by what they run)."""
+    word, found = word.encode() if isinstance(word, str) else word, []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if word in f.read().split(b"\0"):
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def wait_for(predicate, seconds=60):
+    """Whether predicate became true within seconds (asked every 0.1 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def snapshot(directory):
     """Every file under directory with its bytes: to prove a failure lost nothing."""
     found = {}

@@ -68,7 +68,7 @@ class CWLBackend:
     def job_id(self, name: str) -> str:
         """The step's job name: unique in this run, and beside the jobs an earlier run left in the
         same --run-dir (whose directories are kept)."""
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "step"
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80].strip("._-") or "step"
         run_dir = self.settings.run_dir
         while True:
             candidate = f"{stem}-{next(self._counter)}"
@@ -134,6 +134,7 @@ class ScailfinJob(CommandLineJob):
             os.makedirs(self.tmpdir, exist_ok=True)
         self._setup(runtimeContext)
         self.input_binds = []
+        self.secret_store = runtimeContext.secret_store  # cwltool:Secrets: real values go to the step only
         self._take_container_only_entries()
         stage_files(self.pathmapper, stage_func=self._bind_input, ignore_writable=True, symlink=False,
                     secret_store=runtimeContext.secret_store)
@@ -180,7 +181,7 @@ class ScailfinJob(CommandLineJob):
             os.makedirs(os.path.dirname(copy), exist_ok=True)
             if vol.type.startswith("Create"):
                 with open(copy, "w") as f:
-                    f.write(vol.resolved)
+                    f.write(self._revealed(vol.resolved))
             elif vol.resolved.startswith("_:"):
                 os.makedirs(copy)
             elif os.path.isdir(vol.resolved):
@@ -199,6 +200,10 @@ class ScailfinJob(CommandLineJob):
             super()._setup(runtimeContext)
         finally:
             self.builder.requirements, self.builder.hints = requirements, hints
+
+    def _revealed(self, value):
+        """value with cwltool's placeholders for secrets replaced by the secrets themselves."""
+        return self.secret_store.retrieve(value) if self.secret_store is not None else value
 
     def _required_env(self) -> dict[str, str]:
         # the container's PATH is the image's, not the submit host's
@@ -275,14 +280,14 @@ class ScailfinJob(CommandLineJob):
         return Job(
             id=job_id,
             image=image,
-            argv=[str(a) for a in self.command_line],
+            argv=self._revealed([str(a) for a in self.command_line]),
             workspace=self.outdir,
             workdir=self.builder.outdir,
             stdin=stdin,
             stdout=os.path.join(self.base_path_logs, self.stdout) if self.stdout else None,
             stderr=os.path.join(self.base_path_logs, self.stderr) if self.stderr else None,
             binds=binds,
-            env={k: str(v) for k, v in self.environment.items()},
+            env=self._revealed({k: str(v) for k, v in self.environment.items()}),
             inputs=inputs,
             outputs=[self.outdir],
             resources=Resources(
@@ -299,6 +304,7 @@ class ScailfinJob(CommandLineJob):
             entrypoint=True,  # docker semantics, as cwltool's own Docker and Podman jobs
             images=ImageSources(settings.image_roots, settings.image_cache, settings.pull),
             labels={"workflow": self.backend.workflow, "step": self.name},
+            secrets=sorted(self.secret_store.secrets.values()) if self.secret_store is not None else [],
         )
 
     def _binds(self) -> tuple[list[Bind], list[str]]:

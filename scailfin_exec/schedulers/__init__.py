@@ -35,8 +35,7 @@ class Scheduler(abc.ABC):
     name = ""
 
     def __init__(self, run_dir: str | None = None):
-        self.run_dir = os.path.abspath(run_dir) if run_dir else tempfile.mkdtemp(prefix="scailfin-run-")
-        os.makedirs(self.run_dir, exist_ok=True)
+        self.run_dir = private_directory(run_dir) if run_dir else tempfile.mkdtemp(prefix="scailfin-run-")
         self._handles: list[JobHandle] = []
 
     @property
@@ -88,7 +87,7 @@ class Scheduler(abc.ABC):
         """Give the job its own directory holding the job file; its logs and result go there."""
         directory = os.path.join(self.run_dir, job.id)
         try:
-            os.makedirs(directory)
+            os.mkdir(directory, 0o700)
         except FileExistsError:
             raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}") from None
         job_file = os.path.join(directory, "job.json")
@@ -97,6 +96,22 @@ class Scheduler(abc.ABC):
                            os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
         self._handles.append(handle)
         return handle
+
+
+def private_directory(path: str) -> str:
+    """A run directory holds command lines, environments and secrets: it is the user's alone
+    (0700), like the temporary one mkdtemp makes. One that exists is made private if it is ours."""
+    path = os.path.abspath(path)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+        if info.st_uid != os.getuid():
+            raise SchedulerError(f"the run directory {path} belongs to another user (uid {info.st_uid})")
+        if info.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as e:
+        raise SchedulerError(f"cannot use {path} as the run directory: {e.strerror or e}") from None
+    return path
 
 
 def make_scheduler(settings: Settings, batch_name: str = "scailfin") -> Scheduler:

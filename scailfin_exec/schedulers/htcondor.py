@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..job import Job, Result, read_result
 from ..shipping import build_shim
-from ..worker.staging import needed_paths
+from ..worker.jobspec import escaping_link
+from ..worker.staging import needed_paths, remove_leftovers
 from . import JobHandle, Scheduler, SchedulerError
 
 BATCH_QUIET_S = 0.05  # a batch goes to the schedd once no job has become ready for this long,
@@ -37,10 +38,33 @@ def condor_arguments(argv: list[str]) -> str:
     """The submit language's new-style arguments: double-quoted, each argument single-quoted."""
     parts = []
     for arg in argv:
-        if "\n" in arg or "\r" in arg:
-            raise SchedulerError(f"an argument contains a newline, which HTCondor cannot pass: {arg!r}")
-        parts.append("'" + arg.replace("'", "''").replace('"', '""') + "'")
+        parts.append("'" + submit_value("an argument", arg).replace("'", "''").replace('"', '""') + "'")
     return '"' + " ".join(parts) + '"'
+
+
+def submit_value(what: str, value: str) -> str:
+    """A value for the submit description, which expands every $ (macros such as $(X), $ENV(X),
+    $RANDOM_CHOICE(...), and $$(X) when the job is matched) and ends a value at a newline: one
+    that has either is refused, so that nothing in it is ever expanded (a secret from this
+    process's environment would land in the job's ClassAd for anyone to read)."""
+    bad = [c for c in ("$", "\n", "\r") if c in value]
+    if bad:
+        shown = " or ".join({"$": "'$'", "\n": "a newline", "\r": "a carriage return"}[c] for c in bad)
+        raise SchedulerError(f"{what} {value!r} contains {shown}, which HTCondor's submit language would expand or cut: "
+                             "refused")
+    return value
+
+
+def label(value: str) -> str:
+    """A name shown in the queue (batch name, step): characters the submit language would
+    expand or that end a line become '_'."""
+    return "".join("_" if c in "$\n\r" or ord(c) < 32 else c for c in value)[:200] or "_"
+
+
+def plain_path(path: str) -> bool:
+    """Whether transfer_input_files can carry path as it is (a comma-separated list whose
+    values are expanded)."""
+    return all(c.isalnum() or c in "/_.+-@%=" for c in path)
 
 
 @dataclass
@@ -77,11 +101,10 @@ class HTCondorScheduler(Scheduler):
         self.htcondor = htcondor2
         self.schedd, self.schedd_name = self._connect()
         super().__init__(run_dir)
-        for bad in (",", "$("):
-            if bad in self.run_dir:
-                raise SchedulerError(f"the run directory {self.run_dir} contains {bad!r}, which HTCondor's submit "
-                                     "language cannot carry")
-        self.batch_name = batch_name
+        if "," in submit_value("the run directory", self.run_dir):
+            raise SchedulerError(f"the run directory {self.run_dir} contains ',', which HTCondor's submit language "
+                                 "cannot carry in a file list")
+        self.batch_name = label(batch_name)
         self.run_id = uuid.uuid4().hex[:16]
         self.shim = build_shim(self.run_dir)
         self.event_log = os.path.join(self.run_dir, "events.log")
@@ -144,10 +167,8 @@ class HTCondorScheduler(Scheduler):
     def _ready(self, job: Job, directory: str) -> Job:
         """Lay out the job's directory for HTCondor: the outbox, and what file transfer sends."""
         os.makedirs(os.path.join(directory, OUTBOX))
-        for bad in (",", "$("):
-            if bad in job.workspace:
-                raise SchedulerError(f"the workspace {job.workspace} contains {bad!r}, which HTCondor's submit "
-                                     "language cannot carry")
+        submit_value("the workspace", job.workspace)
+        submit_value("the image", job.image)
         if job.transfer != "htcondor":
             return job
         return job._replace(staged=_pack_for_transfer(job, os.path.join(directory, "send")))
@@ -241,14 +262,12 @@ class HTCondorScheduler(Scheduler):
             "scailfin_gpus": str(job.resources.gpus),
             "scailfin_image": quote(job.image),
             "scailfin_workspace": quote(job.workspace),
-            "scailfin_step": quote(job.labels.get("step", job.id)),
+            "scailfin_step": quote(label(job.labels.get("step", job.id))),
             "scailfin_job": quote(job.id),
             "scailfin_io_proxy": "true" if job.transfer == "chirp" else "false",
         }
         for key, value in row.items():
-            if "$(" in value or "\n" in value:
-                raise SchedulerError(f"job {job.id}: {key} contains '$(' or a newline, which HTCondor's submit "
-                                     f"language cannot carry: {value!r}")
+            submit_value(f"job {job.id}: {key}", value)
         return row
 
     # -- following -----------------------------------------------------------------------------
@@ -319,6 +338,7 @@ class HTCondorScheduler(Scheduler):
         elif event.type == types.JOB_TERMINATED:
             self._complete(handle, self._collect(handle, event))
         elif event.type == types.JOB_ABORTED:
+            remove_leftovers(handle.job)
             reason = native.failure or ("cancelled" if handle.cancelled else
                                         f"removed from the queue ({event.get('Reason', 'no reason given')})")
             self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
@@ -356,13 +376,12 @@ class HTCondorScheduler(Scheduler):
             os.replace(brought, handle.result_file)
         result = read_result(handle.job.id, handle.result_file, status,
                              stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
-        if handle.job.transfer == "chirp":
-            _remove_temporaries(handle.job)
+        remove_leftovers(handle.job)
         archive = os.path.join(directory, OUTBOX, "outputs.tar")
         if handle.job.transfer == "htcondor" and os.path.exists(archive):
             try:
                 _merge_outputs(archive, handle.job.workspace)
-            except (OSError, subprocess.SubprocessError) as e:
+            except (OSError, subprocess.SubprocessError, SchedulerError) as e:
                 result.error = f"outputs could not be brought back into {handle.job.workspace}: {e}"
         shutil.rmtree(os.path.join(directory, "send"), ignore_errors=True)
         return result
@@ -447,8 +466,8 @@ def _pack_for_transfer(job: Job, send: str) -> dict[str, str]:
     submit-side path lands, relative to the job's scratch directory.
 
     Files are listed as they are (HTCondor reads them itself, and holds the job saying why
-    when it cannot), or, when two share a name, through a link in send/N/ (the transfer
-    follows links to files). Directories travel as send/N.tar: HTCondor cannot follow links to
+    when it cannot), or, when two share a name or a path has characters the file list cannot
+    carry, through a link of a plain name in send/N/ (the transfer follows links to files). Directories travel as send/N.tar: HTCondor cannot follow links to
     directories, and one archive moves many small files faster than the files themselves."""
     staged, taken = {}, set(RESERVED_NAMES)
     for number, path in enumerate(needed_paths(job)):
@@ -458,13 +477,13 @@ def _pack_for_transfer(job: Job, send: str) -> dict[str, str]:
             subprocess.run(["tar", "-cf", os.path.join(send, f"{number}.tar"), "-C", os.path.dirname(path) or "/",
                             name], check=True, capture_output=True)
             staged[path] = f"send/{number}.tar"
-        elif name not in taken and "," not in path and not name.startswith("scailfin-shim-"):
+        elif name not in taken and plain_path(path) and not name.startswith("scailfin-shim-"):
             taken.add(name)
             staged[path] = name  # listed in transfer_input_files as it is
-        else:
+        else:  # through a link of a plain name (the transfer follows links to files)
             os.makedirs(os.path.join(send, str(number)))
-            os.symlink(path, os.path.join(send, str(number), name))
-            staged[path] = f"send/{number}/{name}"
+            os.symlink(path, os.path.join(send, str(number), "file"))
+            staged[path] = f"send/{number}/file"
     return staged
 
 
@@ -474,34 +493,18 @@ def _transfer_inputs(shim: str, job: Job) -> list[str]:
         + direct
 
 
-def _remove_temporaries(job: Job) -> None:
-    """An attempt killed while writing outputs back through chirp (an eviction) leaves its
-    temporaries: never a partial output, but litter. Clear this job's once it has ended."""
-    mark = ".scailfin-" + job.id + "."
-    places = set()  # temporaries sit beside the outputs they become: look only there
-    for output in job.outputs:
-        places.add(os.path.dirname(output))
-        if os.path.isdir(output) and not os.path.islink(output):
-            places.update(directory for directory, _, _ in os.walk(output))
-    for directory in places:
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            continue
-        for name in names:
-            if name.startswith(".") and mark in name:
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except OSError:
-                    pass
-
-
 def _merge_outputs(archive: str, workspace: str) -> None:
     """Unpack the step's outputs beside the workspace, then move each file into place: a file
     is either the old one or the whole new one, never a partial copy."""
     unpacked = tempfile.mkdtemp(prefix=".scailfin-outputs-", dir=workspace)
     try:
         subprocess.run(["tar", "-xf", archive, "-C", unpacked, "--no-same-owner"], check=True, capture_output=True)
+        for directory, dirs, names in os.walk(unpacked):  # the worker refuses these already: so do we
+            for name in dirs + names:
+                target = escaping_link(os.path.join(directory, name), unpacked, workspace)
+                if target is not None:
+                    raise SchedulerError(f"output {os.path.relpath(os.path.join(directory, name), unpacked)} is a "
+                                         f"symbolic link leaving the workspace (to {target}): refused")
         _move_into(unpacked, workspace, skip=os.path.basename(unpacked))
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)

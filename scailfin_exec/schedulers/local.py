@@ -14,6 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..job import Job, Result, read_result
 from ..shipping import build_shim, shim_command
+from ..worker.staging import remove_leftovers
 from . import JobHandle, Scheduler
 
 KILL_GRACE_S = 15  # the shim itself gives the runtime 10 s to stop its container
@@ -61,11 +62,18 @@ class LocalScheduler(Scheduler):
                 future.set_exception(e)
 
     def _execute(self, handle: JobHandle) -> Result:
+        try:
+            return self._run_shim(handle)
+        finally:
+            remove_leftovers(handle.job)  # of an attempt that was killed
+
+    def _run_shim(self, handle: JobHandle) -> Result:
         argv = shim_command(self.python, self.shim, handle.job_file)
         out = err = None
         try:
             if self.capture:
-                out, err = open(handle.stdout_log, "wb"), open(handle.stderr_log, "wb")
+                out, err = (os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+                            for path in (handle.stdout_log, handle.stderr_log))
             with handle.lock:
                 if handle.cancelled:
                     return self._cancelled(handle)

@@ -6,7 +6,6 @@
 import errno
 import fcntl
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
@@ -198,27 +197,6 @@ def _unpack_archive(archive: str) -> Callable[[str], None]:
         argv = ["tar", "-x", "-f", archive, "-C", tmp, "--no-same-owner", "--exclude=./dev/*", "--exclude=dev/*"]
         _checked(procs.run(argv, timeout=PULL_TIMEOUT), "unpacking " + archive)
     return produce
-
-
-def plain_copy(image: ResolvedImage, sources: ImageSources, environ) -> ResolvedImage:
-    """The same image directory at a path without ':' (overlayfs, used by ch-run --write-fake,
-    splits paths at ':'), copied once into the cache: hard links where the file system allows."""
-    cache = sources.cache or default_cache(environ)
-    real = os.path.realpath(image.location)  # the stand-in trees link python:3-slim to debian:stable-slim
-    name = os.path.basename(real.rstrip("/")).replace(":", "_")
-    digest = hashlib.sha256(real.encode()).hexdigest()[:10]
-    final = os.path.join(cache, "plain", "{}-{}".format(name, digest))
-
-    def produce(tmp):
-        out = procs.run(["cp", "-al", real, tmp], timeout=PULL_TIMEOUT)
-        if out.returncode != 0:  # another file system: copy (device nodes cannot be, and ch-run mounts /dev)
-            _remove(tmp)
-            os.makedirs(tmp)
-            _checked(procs.run(["sh", "-c", 'tar -C "$0" -cf - --exclude=./dev/* . | tar -C "$1" -xf - --no-same-owner',
-                                real, tmp], timeout=PULL_TIMEOUT), "copying " + real)
-    made = prepare_cached(final, produce)
-    how = "{}; {} a copy at {} (no ':' in its path)".format(image.how, "made" if made else "using", final)
-    return image._replace(location=final, how=how)
 
 
 # -- resolution per runtime ------------------------------------------------------------------

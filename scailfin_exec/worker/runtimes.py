@@ -1,6 +1,7 @@
 # Container runtime adapters: one small class per runtime, each saying whether it is usable on
-# this node (and why not) and building the command line from the same inputs (image, binds,
-# working directory, environment, GPUs). Standard library only (worker side).
+# this node (and why not), building the command line from the same inputs (image, binds,
+# working directory, environment, GPUs), and saying how the keeper holds its step (keeper.py).
+# Standard library only (worker side).
 
 import csv
 import io
@@ -8,7 +9,7 @@ import json
 import os
 import re
 import shutil
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import procs
 from .images import ResolvedImage
@@ -19,11 +20,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class BindError(Exception):
-    """The runtime cannot mount a path where the job needs it (forbidden target, bad syntax)."""
-
-
-class ImagePathError(Exception):
-    """The runtime could run the job from the same image at a plainer path (no ':' in it)."""
+    """The runtime cannot express what the job needs: a path where it must be mounted (forbidden
+    target, bad syntax), or an environment value it would not pass byte for byte."""
 
 
 class Detection(NamedTuple):
@@ -51,12 +49,20 @@ class RunSpec(NamedTuple):
     network: bool = False
     options: List[str] = []  # extra global options for the runtime (site quirks)
     entrypoint: bool = False  # honour the image's ENTRYPOINT (docker run semantics)
+    scratch: str = "/nonexistent"  # a private directory of the job's, for the keeper's mount points
+    name: str = "scailfin"  # a unique name for the container, where the runtime names them
 
 
 class Invocation(NamedTuple):
     argv: List[str]
     env: Dict[str, str]  # the runtime process's own environment
     notes: List[str]  # what the adapter had to adapt, for the result record
+    contain: str = "subreaper"  # how the keeper holds the step: namespace, subreaper or runtime
+    binds: List[Tuple[str, str, bool]] = []  # namespace: (source, mount point, writable) made by the keeper
+    mount_points: List[Tuple[str, str, bool]] = []  # namespace: (root, path, is a directory) to make
+    image: Optional[str] = None  # namespace: the image, where mount points are made on a private layer
+    area: Optional[str] = None  # namespace: where the keeper's mount points go
+    cleanup: List[List[str]] = []  # runtime: commands that remove a container a stopped client left
 
 
 class ContainerRuntime:
@@ -104,6 +110,7 @@ class ApptainerRuntime(ContainerRuntime):
     name = program = "apptainer"
     env_prefix = "APPTAINERENV_"
     _strip = ("APPTAINERENV_", "SINGULARITYENV_")  # the host's own would leak into the container
+    no_eval_since = (1, 1)  # --no-eval: variables are not evaluated by a shell in the container
 
     def bind_problem(self, bind):
         if "\n" in bind.source or "\n" in bind.target:
@@ -119,7 +126,19 @@ class ApptainerRuntime(ContainerRuntime):
                 verb = "run"
             else:
                 notes.append("{}: the image has no runscript, so no ENTRYPOINT was run".format(self.name))
-        argv = [exe] + list(spec.options) + [verb, "--contain", "--cleanenv", "--pwd", spec.workdir]
+        variables = dict(spec.env)
+        # without --no-eval, Apptainer evaluates each variable's value in a shell in the container
+        # ($HOME, $(...) and backquotes expanded); older releases have no way to pass one verbatim
+        no_eval = self._has_no_eval(version)
+        if not no_eval:
+            for key, value in variables.items():
+                if any(c in value for c in "$`\\\"\n"):
+                    raise BindError("{} {} would evaluate the value of {} in a shell (no --no-eval before {}): "
+                                    "refusing rather than passing it changed".format(
+                                        self.name, version, key, ".".join(map(str, self.no_eval_since))))
+        # --pid: the step's processes end with it, even when this process is killed
+        argv = [exe] + list(spec.options) + [verb] + (["--no-eval"] if no_eval else []) + \
+            ["--pid", "--contain", "--cleanenv", "--pwd", spec.workdir]
         for bind in spec.binds:
             if ":" in bind.source + bind.target or "," in bind.source + bind.target:
                 # --bind splits on ':' and ','; --mount takes one CSV-quoted bind
@@ -133,7 +152,6 @@ class ApptainerRuntime(ContainerRuntime):
                 argv += ["--bind", "{}:{}:{}".format(bind.source, bind.target, "rw" if bind.writable else "ro")]
         if spec.gpus:
             argv.append("--nv")
-        variables = dict(spec.env)
         home = variables.pop("HOME", None)  # Apptainer refuses HOME from APPTAINERENV_: only --home sets it
         if home is not None:
             mounted = [b for b in spec.binds if inside(home, b.target)]
@@ -147,7 +165,10 @@ class ApptainerRuntime(ContainerRuntime):
         env.update({self.env_prefix + k: v for k, v in variables.items()})
         if not spec.network:
             notes.append("{} shares the host network (no isolation without root)".format(self.name))
-        return Invocation(argv, env, notes)
+        return Invocation(argv, env, notes, contain="subreaper")
+
+    def _has_no_eval(self, version: str) -> bool:
+        return _version_tuple(version) >= self.no_eval_since
 
 
 class SingularityRuntime(ApptainerRuntime):
@@ -159,8 +180,16 @@ class SingularityRuntime(ApptainerRuntime):
             return found._replace(reason="this singularity is Apptainer's compatibility link")
         return found
 
+    def _has_no_eval(self, version: str) -> bool:
+        # Apptainer's compatibility link reports Apptainer's version (1.x); SingularityCE has
+        # --no-eval from 3.10
+        number = _version_tuple(version)
+        return number >= (3, 10) or (1, 1) <= number < (2, 0)
+
 
 class CharliecloudRuntime(ContainerRuntime):
+    """ch-run has no PID namespace and cannot bind read-only or onto a mount point a read-only
+    image lacks: the keeper's own namespaces do all three (keeper.py, "namespace")."""
     name = "charliecloud"
     program = "ch-run"
 
@@ -168,15 +197,17 @@ class CharliecloudRuntime(ContainerRuntime):
         return super().detect(_with_user(environ))
 
     def bind_problem(self, bind):
-        if ":" in bind.source or ":" in bind.target:
-            return "ch-run's -b SRC:DST cannot express a path containing ':'"
+        if ":" in bind.target:
+            return "ch-run's -b SRC:DST cannot express a target path containing ':'"
         return None
 
     def command(self, exe, version, spec, environ):
         image = spec.image.location
-        notes = []
-        # --private-tmp: the container's /tmp is its own, as with the other runtimes (and ch-run
-        # can create mount points there)
+        area = os.path.join(spec.scratch, ".scailfin-ns")
+        if ":" in area:
+            raise BindError("charliecloud: the job's scratch directory {} contains ':', which ch-run's -b cannot "
+                            "express".format(spec.scratch))
+        # --private-tmp: the host's /tmp is never the container's
         argv = [exe] + list(spec.options) + ["--private-tmp", "--unset-env=*", "--env-no-expand"]
         if os.path.isfile(os.path.join(image, "ch", "environment")):
             argv.append("--set-env")  # the image's own environment (ch-image keeps it there)
@@ -184,50 +215,31 @@ class CharliecloudRuntime(ContainerRuntime):
         if "PATH" not in env and not os.path.isfile(os.path.join(image, "ch", "environment")):
             env["PATH"] = DEFAULT_PATH
         argv += ["--set-env={}={}".format(k, v) for k, v in sorted(env.items())]
-        # ch-run can only mount onto a directory the read-only image has. --write-fake (>= 0.32)
-        # overlays a writable layer where mount points can be made, but overlayfs splits its
-        # lowerdir at ':', so it cannot use an image directory named like CVMFS's "alpine:3.20".
-        # Otherwise a same-path bind can mount the nearest ancestor the image has instead.
-        if _version_tuple(version) < (0, 32):
-            why_not_fake = "this ch-run has no --write-fake (>= 0.32)"
-        elif ":" in os.path.realpath(image):
-            why_not_fake = "--write-fake cannot overlay an image path containing ':' ({})".format(image)
-        else:
-            why_not_fake = None
-        needs_fake = False
-        bound = set()
-        for bind in spec.binds:
-            target = bind.target
-            if not _exists_in_image(image, target):
-                if why_not_fake is None:
-                    needs_fake = True
-                elif bind.source == bind.target and _nearest_existing(image, target) != "/":
-                    target = _nearest_existing(image, target)  # still at the same absolute path
-                    notes.append("charliecloud {}: the image lacks {}, so its ancestor {} was bound at the same "
-                                 "path ({})".format(version, bind.target, target, why_not_fake))
-                elif _version_tuple(version) >= (0, 32):
-                    raise ImagePathError(image)  # --write-fake would work from a path without ':'
-                else:
-                    raise BindError("charliecloud {} cannot bind {} at {}: the image has no such directory (nor, for a "
-                                    "same-path bind, any parent of it but /) and {}".format(
-                                        version, bind.source, bind.target, why_not_fake))
-            if target in bound:
-                continue
-            bound.add(target)
-            source = target if target != bind.target else bind.source
-            argv += ["-b", source if source == target else "{}:{}".format(source, target)]
-            if not bind.writable:
-                notes.append("charliecloud cannot mount read-only: {} is writable".format(target))
-        if needs_fake:
-            argv.append("--write-fake")
+        # the container's /tmp is a directory of the keeper's own, holding the mount points of
+        # what is bound under /tmp (ch-run would make a directory even for a file)
+        tmp = os.path.join(area, "tmp")
+        argv += ["-b", "{}:/tmp".format(tmp)]
+        kept, targets = [], []
+        for number, bind in enumerate(spec.binds):
+            source = bind.source
+            if not bind.writable or ":" in source:  # read-only (or unexpressible): mounted by the keeper
+                source = os.path.join(area, "bind", str(number))
+                kept.append((bind.source, source, bind.writable))
+            argv += ["-b", source if source == bind.target else "{}:{}".format(source, bind.target)]
+            if not any(inside(bind.target, t) for t, _ in targets):
+                targets.append((bind.target, os.path.isdir(bind.source)))
+        if not any(inside(spec.workdir, t) for t, _ in targets):
+            targets.append((spec.workdir, True))
+        points = [(image, "/tmp", True), (tmp, "/", True)] + [
+            (tmp, t[len("/tmp"):], d) if inside(t, "/tmp") else (image, t, d) for t, d in targets]
         argv += ["-c", spec.workdir, image, "--"] + list(spec.argv)
-        if not spec.network:
-            notes.append("charliecloud shares the host network")
+        notes = [] if spec.network else ["charliecloud shares the host network"]
         if spec.gpus:
             notes.append("charliecloud: GPU libraries must be in the image (ch-fromhost --nvidia)")
         if spec.entrypoint:
             notes.append("charliecloud does not run image ENTRYPOINTs: the command ran as given")
-        return Invocation(argv, _with_user(environ), notes)
+        return Invocation(argv, _with_user(environ), notes, contain="namespace", binds=kept, mount_points=points,
+                          image=image, area=area)
 
 
 def _with_user(environ) -> Dict[str, str]:
@@ -240,17 +252,6 @@ def _with_user(environ) -> Dict[str, str]:
         except (KeyError, ImportError):
             environ["USER"] = str(os.getuid())
     return environ
-
-
-def _exists_in_image(image: str, path: str) -> bool:
-    # with --private-tmp, /tmp is a tmpfs where ch-run can create mount points
-    return path == "/tmp" or path.startswith("/tmp/") or os.path.isdir(image.rstrip("/") + path)
-
-
-def _nearest_existing(image: str, path: str) -> str:
-    while path != "/" and not _exists_in_image(image, path):
-        path = os.path.dirname(path)
-    return path
 
 
 class PodmanRuntime(ContainerRuntime):
@@ -277,8 +278,12 @@ class PodmanRuntime(ContainerRuntime):
 
     global_options = ["--log-level=error"]  # its warnings would land in the step's stderr
 
+    def _cleanup(self, exe, spec):
+        return [exe] + list(spec.options) + ["rm", "--force", "--ignore", "--time", "0", spec.name]
+
     def command(self, exe, version, spec, environ):
-        argv = [exe] + self.global_options + list(spec.options) + ["run", "--rm", "--pull=never"]
+        # a name, so that a container a killed client leaves running can be removed
+        argv = [exe] + self.global_options + list(spec.options) + ["run", "--rm", "--pull=never", "--name", spec.name]
         if spec.interactive:
             argv.append("-i")
         argv += self._user()
@@ -294,7 +299,7 @@ class PodmanRuntime(ContainerRuntime):
             argv += [spec.image.location] + list(spec.argv)
         else:
             argv += [self._entrypoint(spec.argv[0]), spec.image.location] + list(spec.argv[1:])
-        return Invocation(argv, dict(environ), [])
+        return Invocation(argv, dict(environ), [], contain="runtime", cleanup=[self._cleanup(exe, spec)])
 
 
 class DockerRuntime(PodmanRuntime):
@@ -325,6 +330,9 @@ class DockerRuntime(PodmanRuntime):
 
     def _entrypoint(self, argv0):
         return "--entrypoint=" + argv0
+
+    def _cleanup(self, exe, spec):
+        return [exe] + list(spec.options) + ["rm", "--force", spec.name]
 
 
 # Shifter refuses user volumes onto these (NERSC/shifter src/VolumeMap.c); later releases allow /var/tmp.
@@ -371,7 +379,7 @@ class ShifterRuntime(ContainerRuntime):
         # shifter hands its own environment to the container: give it only the job's variables
         env = {k: environ[k] for k in ("USER", "LOGNAME", "HOME") if k in environ}
         env.update(spec.env)
-        return Invocation(argv, env, notes)
+        return Invocation(argv, env, notes, contain="subreaper")
 
 
 class SarusRuntime(ContainerRuntime):
@@ -392,7 +400,7 @@ class SarusRuntime(ContainerRuntime):
         # sarus hands its own environment to the container: give it only the job's variables
         env = {k: environ[k] for k in ("USER", "LOGNAME", "HOME", "PATH") if k in environ}
         env.update(spec.env)
-        return Invocation(argv, env, [] if spec.network else ["sarus shares the host network"])
+        return Invocation(argv, env, [] if spec.network else ["sarus shares the host network"], contain="subreaper")
 
 
 RUNTIMES = {r.name: r for r in (ApptainerRuntime(), SingularityRuntime(), CharliecloudRuntime(), PodmanRuntime(),

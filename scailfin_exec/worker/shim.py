@@ -6,17 +6,16 @@
 #        python3 SHIM --doctor      (what this node offers: runtimes, transfer tools)
 
 import argparse
+import binascii
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
-from . import images, staging
+from . import images, keeper, staging
 from .jobspec import DEFAULT_RUNTIME_ORDER, FORMAT_VERSION, Job, JobError, check_runtime_names, load_job
-from .runtimes import RUNTIMES, BindError, ImagePathError, RunSpec
+from .runtimes import RUNTIMES, BindError, RunSpec
 
 # The shim's own failures use these exit codes (payload codes pass through unchanged; the
 # result record's "shim_error" says which one it was when in doubt).
@@ -25,7 +24,7 @@ EXIT_WALLTIME = 249
 EXIT_BAD_JOB = 250  # malformed or invalid job file, or a newer format than this shim knows
 EXIT_NO_RUNTIME = 251  # no container runtime in the preference list is usable here
 EXIT_IMAGE = 252  # the image was not found or could not be prepared
-EXIT_BIND = 253  # the runtime cannot bind a path the job needs (forbidden target, syntax)
+EXIT_BIND = 253  # the runtime cannot express what the job needs (a bind, a value) or hold its step
 EXIT_STAGING = 254  # stage-in or stage-out failed
 EXIT_CODES = {
     EXIT_INTERNAL: "internal-error",
@@ -37,7 +36,6 @@ EXIT_CODES = {
     EXIT_STAGING: "staging",
 }
 RESULT_VERSION = 1
-KILL_GRACE_S = 10
 
 
 class ShimFailure(Exception):
@@ -104,23 +102,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.makedirs(args.outbox, exist_ok=True)
     result_file = args.result or (os.path.join(args.outbox, "job.result.json") if args.outbox else result_path_for(args.job))
     started = time.monotonic()
+    args.secrets = []  # the job's, once read: kept out of the record and of what is said
     try:
         code = _run(args, environ, record)
     except ShimFailure as e:
         code = e.code
         record["shim_error"] = {"code": e.code, "kind": EXIT_CODES[e.code], "message": str(e)}
-        _say("error: " + str(e))
+        _say(redacted("error: " + str(e), args.secrets))
     except Exception as e:  # a bug in the shim: still leave a record behind
         code = EXIT_INTERNAL
         record["shim_error"] = {"code": code, "kind": EXIT_CODES[code], "message": "{}: {}".format(type(e).__name__, e)}
-        _say("internal error: {}: {}".format(type(e).__name__, e))
+        _say(redacted("internal error: {}: {}".format(type(e).__name__, e), args.secrets))
     record["timings"]["total"] = round(time.monotonic() - started, 6)
     # this process and every process it waited for: staging tools, the runtime, the container
     usage = os.times()
     record["cpu_seconds"] = round(usage.user + usage.system + usage.children_user + usage.children_system, 3)
     record["finished"] = time.time()
     record["exit_code"] = code
-    _write_result(result_file, record)
+    _write_result(result_file, redacted(record, args.secrets))
     if args.outbox:
         try:
             staging.empty_outbox(args.outbox)
@@ -137,9 +136,24 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         raise ShimFailure(EXIT_BAD_JOB, "bad job file: {}".format(e))
     record["job_id"] = job.id
     record["labels"] = job.labels
+    args.secrets = job.secrets
     for flag, value, expected in (("--image", args.image, job.image), ("--workspace", args.workspace, job.workspace)):
         if value is not None and value != expected:
             raise ShimFailure(EXIT_BAD_JOB, "{} {} does not match the job file's {}".format(flag, value, expected))
+
+    # the runtime and the image first: a node that cannot run the step costs no data movement
+    runtime, found = _detect(job, args, environ, record)
+    try:
+        runtime.check_binds(job.all_binds())
+    except BindError as e:
+        raise ShimFailure(EXIT_BIND, str(e))
+    t = time.monotonic()
+    try:
+        image = images.resolve(found.name, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
+    except images.ImageError as e:
+        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
+    timings["resolve_image"] = round(time.monotonic() - t, 6)
+    record["image"] = {"reference": image.reference, "kind": image.kind, "location": image.location, "how": image.how}
 
     t = time.monotonic()
     scratch = os.path.dirname(os.path.abspath(args.job))
@@ -149,38 +163,54 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         raise ShimFailure(EXIT_STAGING, "stage-in failed: {}".format(e))
     record["stage_in"] = placement.record
     timings["stage_in"] = round(time.monotonic() - t, 6)
+    try:
+        code, stopped = _contained(job, runtime, found, image, placement, scratch, environ, record)
+    except BaseException:
+        staging.discard(job, placement)
+        raise
 
+    t = time.monotonic()
+    if stopped:  # a stopped step's outputs are not whole: none come back
+        staging.discard(job, placement)
+        record["notes"].append("the step was stopped ({}): its outputs were not brought back".format(stopped))
+    else:
+        try:
+            outbox = args.outbox or os.path.dirname(os.path.abspath(args.result or result_path_for(args.job)))
+            record["stage_out"] = staging.stage_out(job, placement, outbox)
+        except staging.StagingError as e:
+            staging.discard(job, placement)
+            raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
+    timings["stage_out"] = round(time.monotonic() - t, 6)
+    if stopped == "walltime":
+        raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
+    return code
+
+
+def _detect(job: Job, args, environ: Dict[str, str], record: Dict):
+    """The first usable runtime in the preference order: (adapter, detection)."""
     t = time.monotonic()
     try:
         order = runtime_order(job, args.runtime, environ)
     except JobError as e:
         raise ShimFailure(EXIT_BAD_JOB, str(e))
-    runtime = found = None
     for name in order:
         detection = RUNTIMES[name].detect(environ)
         record["detection"].append(detection.line())
         if detection.usable:
-            runtime, found = RUNTIMES[name], detection
-            break
-    timings["detect_runtime"] = round(time.monotonic() - t, 6)
-    if runtime is None:
-        raise ShimFailure(EXIT_NO_RUNTIME, "no usable container runtime on {} (tried: {})".format(
-            record["host"], "; ".join(record["detection"])))
-    record["runtime"] = {"name": found.name, "version": found.version, "path": found.path}
+            record["timings"]["detect_runtime"] = round(time.monotonic() - t, 6)
+            record["runtime"] = {"name": detection.name, "version": detection.version, "path": detection.path}
+            return RUNTIMES[name], detection
+    raise ShimFailure(EXIT_NO_RUNTIME, "no usable container runtime on {} (tried: {})".format(
+        record["host"], "; ".join(record["detection"])))
 
+
+def _contained(job: Job, runtime, found, image, placement, scratch: str, environ: Dict[str, str], record: Dict):
+    """Build the runtime's command and run the step under the keeper; (exit code, stopped)."""
     binds = placement.binds
     try:
         runtime.check_binds(binds)
     except BindError as e:
         raise ShimFailure(EXIT_BIND, str(e))
-
-    t = time.monotonic()
-    try:
-        image = images.resolve(found.name, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
-    except images.ImageError as e:
-        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
-    timings["resolve_image"] = round(time.monotonic() - t, 6)
-    record["image"] = {"reference": image.reference, "kind": image.kind, "location": image.location, "how": image.how}
 
     env = dict(job.env)
     if job.resources.gpus:
@@ -189,40 +219,33 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
                 env[key] = environ[key]
     spec = RunSpec(image, job.argv, binds, job.cwd, env, job.resources.gpus,
                    job.script is not None or job.stdin is not None, job.network,
-                   job.runtime_options.get(found.name, []), job.entrypoint)
+                   job.runtime_options.get(found.name, []), job.entrypoint, scratch,
+                   "scailfin-{}-{}".format(job.id, binascii.hexlify(os.urandom(4)).decode()))
     try:
-        try:
-            invocation = runtime.command(found.path, found.version, spec, environ)
-        except ImagePathError:
-            image = images.plain_copy(image, job.images, environ)
-            record["image"].update(location=image.location, how=image.how)
-            spec = spec._replace(image=image)
-            invocation = runtime.command(found.path, found.version, spec, environ)
+        invocation = runtime.command(found.path, found.version, spec, environ)
     except BindError as e:
         raise ShimFailure(EXIT_BIND, str(e))
-    except images.ImageError as e:
-        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
     record["command"] = invocation.argv
     record["notes"] += invocation.notes
     _say("{} ran {} on {} for job {} ({})".format(
         "{} {}".format(found.name, found.version), image.reference, record["host"], job.id, image.how))
 
     t = time.monotonic()
-    code, stopped = _payload(job, placement, invocation)
-    record["stopped"] = stopped  # None, "walltime", or "signal" (cancelled, evicted, interrupted)
-    timings["run"] = round(time.monotonic() - t, 6)
-    record["payload_exit_code"] = code
-
-    t = time.monotonic()
+    plan = keeper.Plan(invocation.argv, invocation.env, invocation.contain, invocation.binds, invocation.mount_points,
+                       invocation.image, invocation.area, invocation.cleanup, job.resources.walltime_s)
     try:
-        outbox = args.outbox or os.path.dirname(os.path.abspath(args.result or result_path_for(args.job)))
-        record["stage_out"] = staging.stage_out(job, placement, outbox)
-    except staging.StagingError as e:
-        raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
-    timings["stage_out"] = round(time.monotonic() - t, 6)
-    if stopped == "walltime":
-        raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
-    return code
+        outcome = _payload(job, placement, plan, scratch)
+    except keeper.KeeperError as e:
+        raise ShimFailure(EXIT_NO_RUNTIME if e.kind == "start" else EXIT_BIND, "{} on {}: {}".format(
+            found.name, record["host"], e))
+    finally:
+        if invocation.area:
+            _remove_empty(invocation.area)
+    record["stopped"] = outcome.stopped  # None, "walltime", or "signal" (cancelled, evicted, interrupted)
+    record["notes"] += outcome.notes
+    record["timings"]["run"] = round(time.monotonic() - t, 6)
+    record["payload_exit_code"] = outcome.code
+    return outcome.code, outcome.stopped
 
 
 def doctor(environ) -> List[str]:
@@ -238,91 +261,63 @@ def doctor(environ) -> List[str]:
     return lines
 
 
-def _payload(job: Job, placement, invocation) -> (int, Optional[str]):
-    """Run the container command with the job's stdio; return (exit code, why it was stopped)."""
+def _payload(job: Job, placement, plan, scratch: str):
+    """Run the step under the keeper with the job's stdio (a script is fed on stdin from a file
+    of the job's own); the keeper's Outcome."""
     opened = []
     try:
+        stdin = stdout = stderr = None
         if job.script is not None:
-            stdin = subprocess.PIPE
+            path = os.path.join(scratch, "script.stdin")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(job.script.encode("utf-8"))
+            stdin = open(path, "rb")
+            opened.append(stdin)
         elif placement.stdin is not None:
             stdin = open(placement.stdin, "rb")
             opened.append(stdin)
-        else:
-            stdin = subprocess.DEVNULL
-        stdout = stderr = None
         if placement.stdout is not None:
             stdout = open(placement.stdout, "wb")
             opened.append(stdout)
         if placement.stderr is not None:
             stderr = open(placement.stderr, "wb")
             opened.append(stderr)
-        try:
-            proc = subprocess.Popen(invocation.argv, stdin=stdin, stdout=stdout, stderr=stderr,
-                                    env=invocation.env)
-        except OSError as e:
-            raise ShimFailure(EXIT_NO_RUNTIME, "cannot start {}: {}".format(invocation.argv[0], e.strerror or e))
-        stopping = []  # why the step is being stopped: "signal" or "walltime"
-        previous = _forward_signals(proc, stopping)
-        try:
-            if job.script is not None:
-                try:
-                    proc.stdin.write(job.script.encode("utf-8"))
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-            code = _wait(proc, job.resources.walltime_s, stopping)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        return (128 - code if code < 0 else code), (stopping[0] if stopping else None)
     except OSError as e:
+        for f in opened:
+            f.close()
         raise ShimFailure(EXIT_STAGING, "cannot open the step's stdio: {}".format(e))
+    try:
+        return keeper.run(plan, *(f.fileno() if f is not None else None for f in (stdin, stdout, stderr)))
     finally:
         for f in opened:
             f.close()
 
 
-def _forward_signals(proc, stopping):
-    """SIGTERM/SIGINT/SIGHUP to the shim (cancel, eviction) are passed on to the runtime, which
-    stops its container cleanly; if it has not stopped KILL_GRACE_S later, it is killed."""
-    def handler(signum, frame):
-        if signum == signal.SIGALRM:
-            if stopping:  # the grace period is over
-                _signal(proc, signal.SIGKILL)
-                return
-            stopping.append("walltime")
-            signum = signal.SIGTERM
-        elif not stopping:
-            stopping.append("signal")
-        _signal(proc, signum)
-        signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
-    previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        previous[signum] = signal.signal(signum, handler)
-    return previous
-
-
-def _signal(proc, signum):
+def _remove_empty(directory: str) -> None:
     try:
-        proc.send_signal(signum)
-    except ProcessLookupError:
+        os.rmdir(directory)
+    except OSError:
         pass
 
 
-def _wait(proc, walltime_s, stopping) -> int:
-    """Wait for the runtime (a blocking wait: no polling delay), enforcing the walltime."""
-    if walltime_s:
-        signal.setitimer(signal.ITIMER_REAL, walltime_s)
-    try:
-        return proc.wait()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+def redacted(value, secrets: List[str]):
+    """value (a record: dicts, lists, strings) with every secret replaced by "(secret)"."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "(secret)")
+        return value
+    if isinstance(value, list):
+        return [redacted(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: redacted(v, secrets) for k, v in value.items()}
+    return value
 
 
 def _write_result(path: str, record: Dict) -> None:
     tmp = "{}.tmp-{}".format(path, os.getpid())
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
     except OSError as e:
@@ -330,7 +325,7 @@ def _write_result(path: str, record: Dict) -> None:
 
 
 def _say(message: str) -> None:
-    sys.stderr.write("scailfin-shim: {}\n".format(message))
+    sys.stderr.write("scailfin-shim: {}\n".format(message.replace("\n", "\\n")))  # one line, always
     sys.stderr.flush()
 
 

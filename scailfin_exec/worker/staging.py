@@ -1,5 +1,10 @@
-# Moving a job's workspace to the worker and its declared outputs back, per transfer mode.
-# shared:   the workspace is visible at the same absolute path; we only check that it is.
+# Moving a job's workspace to the worker and its declared outputs back, per transfer mode. In
+# every mode the step works on a private copy of its workspace and only its declared outputs come
+# back, each file whole (renamed into place): a killed step leaves the old file or the new one,
+# never part of one, and an output that is a symbolic link leaving the workspace is refused.
+# shared:   the workspace is visible at the same absolute path; the copy is made inside it (same
+#           file system, so a file comes back by one rename), and what the step changed under its
+#           declared outputs is moved back.
 # htcondor: HTCondor's file transfer put what the step needs in the job's scratch directory
 #           (job.staged says where: directories as .tar, files as they are); each is bound at
 #           its original absolute path, and the declared outputs go back as one outputs.tar.
@@ -8,6 +13,7 @@
 #           and writes the declared outputs back, each under a temporary name then renamed.
 # Standard library only (worker side).
 
+import errno
 import json
 import os
 import re
@@ -18,9 +24,10 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import procs
-from .jobspec import Bind, Job, inside
+from .jobspec import Bind, Job, escaping_link, inside
 
 OUTPUTS_TAR = "outputs.tar"
+WORK_MARK = ".scailfin-work-"  # shared mode: the step's private copy, inside its workspace
 CHIRP_TIMEOUT_S = 3600  # one remote operation (a whole tree through parrot)
 CHIRP_ATTEMPTS = 3  # with 2 s, then 4 s between them
 CONDOR_CHIRP_MAX_BYTES = 2 ** 31 - 1  # condor_chirp holds a file in one buffer sized by a C int
@@ -47,8 +54,8 @@ def stage_in(job: Job, scratch: str, environ) -> Placement:
             raise StagingError("this step needs {} from the worker, which has none".format(bind.source))
     if job.transfer == "shared":
         _check_visible(job)
-        placement = Placement(job.workspace, job.all_binds(), job.stdin, job.stdout, job.stderr,
-                              {"method": "shared", "files": 0, "bytes": 0})
+        work = private_copy(job)
+        placement = _placed(job, scratch, {job.workspace: work}, {"method": "shared", "files": 0, "bytes": 0})
     elif job.transfer == "htcondor":
         placement = _place_transferred(job, scratch)
     elif job.transfer == "chirp":
@@ -67,7 +74,10 @@ def stage_in(job: Job, scratch: str, environ) -> Placement:
 def stage_out(job: Job, placement: Placement, outbox: str) -> Dict:
     started = time.monotonic()
     record = {"method": job.transfer, "files": 0, "bytes": 0}
-    if job.transfer == "htcondor":
+    if job.transfer == "shared":
+        record["files"], record["bytes"] = write_back(job, placement.workspace)
+    elif job.transfer == "htcondor":
+        output_files(job, placement.workspace)  # refuses a link leaving the workspace
         record.update(pack_outputs(job, placement.workspace, os.path.join(outbox, OUTPUTS_TAR)))
     elif job.transfer == "chirp":
         chirp = Chirp(os.path.dirname(os.path.abspath(outbox)), dict(os.environ))
@@ -76,6 +86,12 @@ def stage_out(job: Job, placement: Placement, outbox: str) -> Dict:
         record["files"], record["bytes"] = chirp.put(placement.workspace, job.workspace, files, job.id)
     record["seconds"] = round(time.monotonic() - started, 6)
     return record
+
+
+def discard(job: Job, placement: Placement) -> None:
+    """Nothing comes back (the step failed to start, or was stopped): drop the private copy."""
+    if job.transfer == "shared":
+        discard_private_copy(placement.workspace)
 
 
 def empty_outbox(outbox: str) -> None:
@@ -159,20 +175,22 @@ def _placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Pl
     return Placement(mapping[job.workspace], binds, std[0], std[1], std[2], record)
 
 
+def _refuse_escaping(job: Job, local: str, workspace_here: str) -> None:
+    target = escaping_link(local, workspace_here, job.workspace)
+    if target is not None:
+        raise StagingError("output {} is a symbolic link leaving the workspace (to {}): refused".format(
+            job.workspace + local[len(workspace_here):], target))
+
+
 def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
     """(local path, path relative to the workspace) of every file and directory the declared
     outputs hold, parents first. Anything that would leave the workspace is refused: a
     symbolic link pointing out of it (a '..' or an absolute path elsewhere was refused with the
     job file)."""
-    real_root = os.path.realpath(workspace_here)
     found = []
 
     def add(local: str) -> None:
-        if os.path.islink(local):
-            target = os.path.join(os.path.dirname(local), os.readlink(local))
-            if not inside(os.path.realpath(target), real_root):
-                raise StagingError("output {} is a symbolic link leaving the workspace (to {}): refused".format(
-                    job.workspace + local[len(workspace_here):], os.readlink(local)))
+        _refuse_escaping(job, local, workspace_here)
         found.append((local, os.path.relpath(local, workspace_here)))
 
     for output in job.outputs:
@@ -188,6 +206,142 @@ def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
         else:
             add(start)
     return sorted(set(found), key=lambda pair: pair[1])
+
+
+def work_name(job: Job) -> str:
+    # '+' is not in a job id: one job's mark is never the start of another's
+    return "{}{}+{}-{}".format(WORK_MARK, job.id, os.uname().nodename[:40], os.getpid())
+
+
+def remove_leftovers(job: Job) -> None:
+    """What a killed attempt of the job may have left in its workspace (never a partial output,
+    but litter): its private copy (shared) or its temporaries beside the outputs (chirp). The
+    submit side calls this once the job has ended, however it ended."""
+    marks = (WORK_MARK + job.id + "+", ".scailfin-" + job.id + "+")
+    places = {job.workspace}
+    if job.transfer == "chirp":  # temporaries sit beside the outputs they become
+        for output in job.outputs:
+            places.add(os.path.dirname(output))
+            if os.path.isdir(output) and not os.path.islink(output):
+                places.update(directory for directory, _, _ in os.walk(output))
+    for directory in places:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(marks[0]) or (name.startswith(".") and marks[1] in name):
+                path = os.path.join(directory, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+
+
+def private_copy(job: Job) -> str:
+    """shared mode: a copy of the workspace inside it, which the step gets at the workspace's
+    path. Copies share storage where the file system can (cp --reflink=auto). What the copy held
+    is remembered (manifest), so that only what the step changed goes back."""
+    work = os.path.join(job.workspace, work_name(job))
+    try:
+        os.mkdir(work, stat.S_IMODE(os.stat(job.workspace).st_mode) | stat.S_IRWXU)
+        entries = [os.path.join(job.workspace, n) for n in sorted(os.listdir(job.workspace)) if not n.startswith(WORK_MARK)]
+        cp = shutil.which("cp", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin", "/bin"]))
+        if entries and cp:
+            copied = procs.run([cp, "-a", "--reflink=auto", "--"] + entries + [work], timeout=24 * 3600)
+            if copied.returncode != 0:
+                raise StagingError("copying the workspace for the step failed: {}".format(copied.tail()))
+        for entry in entries if not cp else ():
+            target = os.path.join(work, os.path.basename(entry))
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.copytree(entry, target, symlinks=True)
+            else:
+                shutil.copy2(entry, target, follow_symlinks=False)
+        with open(os.path.join(work + ".manifest"), "w") as f:
+            json.dump(_manifest(work), f)
+    except OSError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StagingError("cannot make the step's private copy of its workspace {}: {}".format(
+            job.workspace, e.strerror or e))
+    return work
+
+
+def _identity(info: os.stat_result) -> List[int]:
+    return [info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
+def _manifest(root: str) -> Dict[str, List[int]]:
+    found = {}
+    for directory, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, root)] = _identity(os.lstat(path))
+    return found
+
+
+def write_back(job: Job, work: str) -> Tuple[int, int]:
+    """shared mode: move what the step changed under its declared outputs from its private copy
+    into the workspace, each file by one rename (a reader sees the old file or the new one), and
+    remove what it deleted there; then drop the copy. A link leaving the workspace refuses all of it."""
+    with open(work + ".manifest") as f:
+        before = json.load(f)
+    after = _manifest(work)
+    wanted = [os.path.relpath(o, job.workspace) for o in job.outputs]
+
+    def declared(relative):
+        return any(w == "." or inside(relative, w) for w in wanted)
+    changed = sorted(r for r, ident in after.items() if declared(r) and before.get(r) != ident)
+    deleted = sorted((r for r in before if r not in after and declared(r)), reverse=True)
+    for relative in changed:
+        _refuse_escaping(job, os.path.join(work, relative), work)
+    files = size = 0
+    for relative in changed:  # parents first (sorted), so a new directory exists before its files
+        source, target = os.path.join(work, relative), os.path.join(job.workspace, relative)
+        if stat.S_ISDIR(after[relative][0]):
+            if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+                os.unlink(target)
+            os.makedirs(target, exist_ok=True)
+            continue
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        _move(source, target, job.id)
+        files, size = files + 1, size + after[relative][1]
+    for relative in deleted:  # children first
+        target = os.path.join(job.workspace, relative)
+        try:
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.rmdir(target)  # only if the step emptied it and nobody filled it since
+            else:
+                os.unlink(target)
+        except OSError:
+            pass
+    discard_private_copy(work)
+    return files, size
+
+
+def _move(source: str, target: str, job_id: str) -> None:
+    try:
+        os.replace(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise StagingError("cannot move {} into place: {}".format(target, e.strerror))
+        temporary = os.path.join(os.path.dirname(target), temporary_name(os.path.basename(target), job_id))
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), temporary)
+        else:
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+
+
+def discard_private_copy(work: str) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        os.unlink(work + ".manifest")
+    except OSError:
+        pass
 
 
 def pack_outputs(job: Job, workspace_here: str, tar_path: str) -> Dict:
@@ -354,7 +508,7 @@ def _wants_io_proxy(environ) -> bool:
 def temporary_name(name: str, job_id: str) -> str:
     """Where an output is written before it is renamed into place: named after the job, and
     after this attempt (an evicted attempt's leftover is not ours to reuse)."""
-    return ".{}.scailfin-{}.{}-{}".format(name, job_id, os.uname().nodename, os.getpid())
+    return ".{}.scailfin-{}+{}-{}".format(name[:100], job_id, os.uname().nodename[:40], os.getpid())
 
 
 # Run under parrot, where /chirp/CONDOR/... is the submit side: each tree copied entry by entry

@@ -221,4 +221,4 @@ class Backend:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name).strip("._") or "step"
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name)[:80].strip("._-") or "step"

@@ -2,6 +2,7 @@
 # without an engine, Shifter, Sarus): the real shim runs against stand-in executables that record
 # the command line they were given. Every test here is a recorded-argv test, by name.
 import os
+import re
 
 import pytest
 
@@ -17,6 +18,9 @@ def _run(stand_ins, shim, make_job, runtime, behaviour=None, **fields):
     job = make_job(runtime=[runtime], argv=ARGV, env={"GREETING": "a,b c"}, **fields)
     code, err, record = run_shim(shim, job, env=stand_ins.env())
     runs = [c for c in stand_ins.calls(runtime) if c["argv"][1:2] not in (["--version"], ["version"], ["images"])]
+    for run in runs:  # the step's private copy of its workspace (shared mode), and its container's name
+        run["argv"] = [re.sub(r"/\.scailfin-work-[^:,]*", "/WORK", re.sub(r"^scailfin-job\d+-[0-9a-f]{8}$", "NAME", a))
+                       for a in run["argv"]]
     return code, err, record, runs
 
 
@@ -36,8 +40,8 @@ def test_apptainer_recorded_argv(stand_ins, shim, make_job, workspace, sif_root,
     assert code == 0, err
     exe = str(stand_ins.path / "apptainer")
     sif = f"{sif_root}/registry.hub.docker.com/library/alpine:latest.sif"
-    assert runs[-1]["argv"] == [exe, "exec", "--contain", "--cleanenv", "--pwd", str(workspace),
-                                "--bind", f"{workspace}:{workspace}:rw",
+    assert runs[-1]["argv"] == [exe, "exec", "--no-eval", "--pid", "--contain", "--cleanenv", "--pwd", str(workspace),
+                                "--bind", f"{workspace}/WORK:{workspace}:rw",
                                 "--mount", f'type=bind,"source={odd}",destination=/data/inputs,ro',
                                 sif] + ARGV
     assert runs[-1]["env"]["APPTAINERENV_GREETING"] == "a,b c"
@@ -73,9 +77,9 @@ def test_docker_recorded_argv(stand_ins, shim, make_job, workspace):
                                    binds=[Bind("/etc/hostname", "/in/host,name", False)])
     assert code == 0, err
     exe = str(stand_ins.path / "docker")
-    assert runs[-1]["argv"] == [exe, "run", "--rm", "--pull=never", f"--user={os.getuid()}:{os.getgid()}",
+    assert runs[-1]["argv"] == [exe, "run", "--rm", "--pull=never", "--name", "NAME", f"--user={os.getuid()}:{os.getgid()}",
                                 "--network=none",
-                                "--mount", f"type=bind,source={workspace},target={workspace}",
+                                "--mount", f"type=bind,source={workspace}/WORK,target={workspace}",
                                 "--mount", 'type=bind,source=/etc/hostname,"target=/in/host,name",readonly',
                                 "-w", str(workspace), "-e", "GREETING=a,b c",
                                 "--entrypoint=sh", "docker.io/library/alpine:latest", "-c", "echo hi > out.txt"]
@@ -95,7 +99,7 @@ def test_shifter_recorded_argv_hands_only_the_jobs_environment(stand_ins, shim, 
     assert code == 0, err
     exe = str(stand_ins.path / "shifter")
     assert runs[-1]["argv"] == [exe, "--image=docker:alpine:latest", f"--workdir={workspace}",
-                                f"--volume={workspace}:{workspace}", "--"] + ARGV
+                                f"--volume={workspace}/WORK:{workspace}", "--"] + ARGV
     assert runs[-1]["env"]["GREETING"] == "a,b c" and "PATH" not in runs[-1]["env"]
     lookups = [c["argv"][1:] for c in stand_ins.calls("shifterimg")]
     assert lookups == [["lookup", "docker:alpine:latest"]]
@@ -126,7 +130,7 @@ def test_sarus_recorded_argv(stand_ins, shim, make_job, workspace):
     assert code == 0, err
     exe = str(stand_ins.path / "sarus")
     assert runs[-1]["argv"] == [exe, "run", f"--workdir={workspace}",
-                                f"--mount=type=bind,source={workspace},destination={workspace}",
+                                f"--mount=type=bind,source={workspace}/WORK,destination={workspace}",
                                 "--entrypoint", "", "docker.io/library/alpine:latest"] + ARGV
     assert record["image"]["how"] == "Sarus local images"
 

@@ -148,7 +148,7 @@ def test_a_job_vacated_while_writing_back_leaves_the_old_file_or_the_whole_new_o
 
     def watch():
         while not stop.is_set():
-            writing = [n for n in os.listdir(ws) if n.startswith(".result.bin.scailfin-vacated.")]
+            writing = [n for n in os.listdir(ws) if n.startswith(".result.bin.scailfin-vacated+")]
             if writing and not vacated:  # the write-back has begun: evict the job now
                 pool.act(htcondor2.JobAction.Vacate, 'JobBatchName == "chirp-vacate"', "test: vacate in stage-out")
                 vacated["at"] = time.monotonic()

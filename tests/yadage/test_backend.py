@@ -159,9 +159,10 @@ steering.run_adage(backend, default_trackers=False)
     assert submitted.count("summarise") == 2  # the interrupted one was
 
 
-def test_earlier_stages_are_mounted_read_only(tmp_path, image_roots):
-    # packtivity's own docker path mounts them read-write; Podman here enforces read-only
-    run = yadage_run(tmp_path / "work", "readonly", image_roots, ["runtime=podman"],
+@pytest.mark.parametrize("runtime", ["podman", "charliecloud"])
+def test_earlier_stages_are_mounted_read_only(tmp_path, image_roots, runtime):
+    # packtivity's own docker path mounts them read-write; here they are read-only on every runtime
+    run = yadage_run(tmp_path / "work", "readonly", image_roots, [f"runtime={runtime}"],
                      toplevel=os.path.join(REPO, "tests", "yadage", "data", "readonly"))
     assert run.returncode == 0, run.stdout[-3000:]
     assert (tmp_path / "work" / "second" / "report.txt").read_text() == "original\nread-only\n"
