@@ -50,7 +50,7 @@ def test_a_killed_shim_leaves_the_old_output_and_takes_its_step_with_it(tmp_path
     finally:
         if run_job.poll() is None:
             run_job.kill()
-            run_job.communicate()
+            run_job.communicate(timeout=30)
     assert run_job.returncode != 0 and "no result record from the shim" in err
     assert (workspace / "big.out").read_text() == "old content\n"
     assert wait_for(lambda: not processes_running(b"2852") and not processes_running(b"0.02"), 15)

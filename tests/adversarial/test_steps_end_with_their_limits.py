@@ -41,7 +41,7 @@ def test_stopping_scailfin_cwl_stops_a_step_that_ignores_sigterm(image_roots, tm
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "interrupted: cancelling this run's jobs" in err
     assert processes_running(b"2849") == [] and processes_running(b"2850") == []
