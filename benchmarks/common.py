@@ -11,6 +11,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scailfin_exec.job import ImageSources  # noqa: E402
 from scailfin_exec.worker import images  # noqa: E402
+from scailfin_exec.worker.runtimes import RUNTIMES  # noqa: E402
 
 
 def work_dir(prefix, parent=None):
@@ -37,4 +38,4 @@ def image_roots():
 
 def into_podman(reference, roots):
     """Put the image in Podman's storage, so that neither side of a comparison pays for it."""
-    images.resolve("podman", shutil.which("podman"), reference, ImageSources(roots, None, False), dict(os.environ))
+    images.resolve(RUNTIMES["podman"], shutil.which("podman"), reference, ImageSources(roots, None, False), dict(os.environ))

@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scailfin_exec.config import Settings  # noqa: E402
 from scailfin_exec.job import ImageSources, Job  # noqa: E402
-from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSettings  # noqa: E402
 
 from common import image_roots, work_dir  # noqa: E402
 
@@ -131,8 +131,8 @@ def main():
     numbers = itertools.count()
     with contextlib.ExitStack() as stack:
         schedulers = {mode_label: stack.enter_context(HTCondorScheduler(
-            os.path.join(work, "run-" + str(n)), Settings(submit_commands=commands), batch_name="staging-bench",
-            progress=False)) for n, (mode_label, _, commands) in enumerate(modes)}
+            os.path.join(work, "run-" + str(n)), Settings(), batch_name="staging-bench", progress=False,
+            options=HTCondorSettings(submit_commands=commands))) for n, (mode_label, _, commands) in enumerate(modes)}
         for i in range(args.repeat):  # the modes take turns: none always runs first or last
             for label, path in datasets["private"].items():
                 results[(label, "local copy")].append(local_copy(path, work))
@@ -151,9 +151,9 @@ def main():
                         sys.exit(f"{mode_label}, {label}: {result.describe()}\n{result.stderr_tail()}")
                     # the starter's share counts the job it waited for: the shim's own record says how much
                     daemon_cpu[(label, mode_label)].append(starters_and_shadows_cpu(daemons) - daemons_busy
-                                                           - result.record["cpu_seconds"])
+                                                           - result.record.cpu_seconds)
                     cpu[(label, mode_label)].append(busy_cpu_seconds() - busy)
-                    seconds = result.record["stage_in"]["seconds"]
+                    seconds = result.record.stage_in.seconds
                     if transfer == "htcondor":
                         seconds += htcondor_download_seconds(handle.native.cluster, handle.native.proc)
                     results[(label, mode_label)].append(seconds)

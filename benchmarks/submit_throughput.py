@@ -20,7 +20,7 @@ import htcondor2  # noqa: E402
 
 from scailfin_exec.config import Settings  # noqa: E402
 from scailfin_exec.job import Job  # noqa: E402
-from scailfin_exec.schedulers.htcondor import HTCondorScheduler  # noqa: E402
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSettings  # noqa: E402
 
 from common import work_dir  # noqa: E402
 
@@ -42,15 +42,15 @@ def main():
                 labels={"step": f"j{i}"}) for i in range(n)]
 
     # 1. the scheduler's batching
-    settings = Settings(submit_commands={"hold": "true"})
-    scheduler = HTCondorScheduler(os.path.join(work, "ours"), settings, batch_name=f"bench-ours-{tag}", progress=False)
+    scheduler = HTCondorScheduler(os.path.join(work, "ours"), Settings(), batch_name=f"bench-ours-{tag}", progress=False,
+                                  options=HTCondorSettings(submit_commands={"hold": "true"}))
     started = time.perf_counter()
     handles = [scheduler.submit(job) for job in jobs]
     while any(h.native.cluster is None for h in handles):
         time.sleep(0.005)
     ours = time.perf_counter() - started
     clusters = len({h.native.cluster for h in handles})
-    description, rows = scheduler._description(), [scheduler._row(h) for h in handles]
+    description, rows = scheduler.description(), [scheduler.row(h) for h in handles]
     schedd = scheduler.schedd
     scheduler.close()
 

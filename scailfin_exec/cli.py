@@ -40,6 +40,9 @@ def _run_job(args) -> int:
             roots=settings.image_roots if "image_roots" in settings.explicit else job.images.roots,
             cache=settings.image_cache if "image_cache" in settings.explicit else job.images.cache,
             pull=settings.pull if "pull" in settings.explicit else job.images.pull)
+    if job.transfer != "shared":  # a job file from a batch system's run: here the files are where they were
+        print(f"scailfin-exec: replaying job {job.id} with transfer shared (it was {job.transfer})", file=sys.stderr)
+        changes.update(transfer="shared", staged={})
     job = job._replace(**changes)
 
     from .schedulers.local import LocalScheduler

@@ -1,6 +1,8 @@
 # Settings shared by every front end (scailfin-exec, scailfin-cwl, the yadage backend): declared
-# once as dataclass fields whose help text becomes the command-line options. Precedence:
-# command line > environment variable > YAML config file (--config or SCAILFIN_CONFIG) > default.
+# once as dataclass fields whose help text becomes the command-line options; each scheduler
+# declares its own the same way (its module's Settings class), read from the same file,
+# environment and command line. Precedence: command line > environment variable > YAML config
+# file (--config or SCAILFIN_CONFIG) > default.
 
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .worker.jobspec import DEFAULT_RUNTIME_ORDER, TRANSFER_MODES, JobError, check_runtime_names
+from .worker.jobspec import JobError, check_runtime_names
+from .worker.runtimes import default_order
+from .worker.transfers import MODES as TRANSFER_MODES
 
 
 class ConfigError(ValueError):
     """A setting with a value we cannot use; the message names the setting and its source."""
 
 
-def _setting(default, help, env=None, metavar=None, cli=True, **kw):
+def setting(default, help, env=None, metavar=None, cli=True, **kw):
+    """A settings field: its default, the help text its option shows, its environment variable."""
     metadata = {"help": help, "env": env, "metavar": metavar, "cli": cli}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=metadata, **kw)
@@ -25,56 +30,59 @@ def _setting(default, help, env=None, metavar=None, cli=True, **kw):
 
 @dataclass
 class Settings:
-    scheduler: str = _setting("local", "where steps run: 'local' (this machine, no batch system) or 'htcondor'",
-                              env="SCAILFIN_SCHEDULER", metavar="NAME")
-    runtime: list[str] = _setting([], "container runtime preference on the worker, comma-separated, or 'auto' for the "
-                                  "default order " + ",".join(DEFAULT_RUNTIME_ORDER) + " (a worker's own SCAILFIN_RUNTIME "
-                                  "applies when this is auto)", env="SCAILFIN_RUNTIME", metavar="LIST")
-    transfer: str = _setting("shared", "how the workspace reaches the worker: " + ", ".join(TRANSFER_MODES),
-                             env="SCAILFIN_TRANSFER", metavar="MODE")
-    image_roots: list[str] = _setting([], "directories laid out like /cvmfs/unpacked.cern.ch "
-                                      "(ROOT/registry.hub.docker.com/library/alpine:latest, as a directory, .sif or "
-                                      ".tar.gz), searched before any pull; ':'-separated in the environment",
-                                      env="SCAILFIN_IMAGE_ROOTS", metavar="DIR")
-    image_cache: str | None = _setting(None, "shared directory for prepared images (pulled SIFs, unpacked archives); "
-                                       "default on the worker: ~/.cache/scailfin-exec/images",
-                                       env="SCAILFIN_IMAGE_CACHE", metavar="DIR")
-    pull: bool = _setting(True, "let workers pull images from a registry when no local copy exists",
-                          env="SCAILFIN_PULL", metavar="yes|no")
-    runtime_options: dict[str, list[str]] = _setting({}, "extra global options per runtime, e.g. "
-                                                     "{podman: [--runtime, runc]} (config file only)", cli=False)
-    max_parallel: int | None = _setting(None, "steps run at once: local scheduler, default this machine's cores; "
-                                        "htcondor, default 1000 (the pool decides)",
-                                        env="SCAILFIN_MAX_PARALLEL", metavar="N")
-    worker_python: str | None = _setting(None, "Python that runs the worker shim (default: this Python locally, "
-                                         "python3 on HTCondor workers)", env="SCAILFIN_WORKER_PYTHON", metavar="PATH")
-    run_dir: str | None = _setting(None, "where job files, result records and per-step logs go (default: a new "
-                                   "temporary directory, removed after a successful workflow run); a "
-                                   "directory an earlier run used keeps that run's jobs beside the new ones",
-                                   env="SCAILFIN_RUN_DIR", metavar="DIR")
-    # htcondor scheduler: where to submit, and site policy
-    pool: str | None = _setting(None, "htcondor: the collector to ask for the schedd (default: the HTCondor "
-                                "configuration's COLLECTOR_HOST)", env="SCAILFIN_POOL", metavar="HOST[:PORT]")
-    schedd: str | None = _setting(None, "htcondor: the schedd to submit to, by name (default: the pool's only or "
-                                  "first schedd)", env="SCAILFIN_SCHEDD", metavar="NAME")
-    accounting_group: str | None = _setting(None, "htcondor: accounting_group of every job",
-                                            env="SCAILFIN_ACCOUNTING_GROUP", metavar="GROUP")
-    requirements: str | None = _setting(None, "htcondor: a requirements expression every job gets (e.g. "
-                                        "'HasSingularity')", env="SCAILFIN_REQUIREMENTS", metavar="EXPR")
-    submit_commands: dict[str, str] = _setting({}, "htcondor: extra submit commands for every job, e.g. "
-                                               "{periodic_remove: 'JobStatus == 5'} (config file only)", cli=False)
-    job_attributes: dict[str, str] = _setting({}, "htcondor: extra job ClassAd attributes (+Name = value), values "
-                                              "as ClassAd expressions (config file only)", cli=False)
-    max_retries: int = _setting(3, "htcondor: how often an evicted job, or one held for a transient reason "
-                                "(e.g. a failed transfer), is run again before its step fails",
-                                env="SCAILFIN_MAX_RETRIES", metavar="N")
+    scheduler: str = setting("local", "where steps run (one of the schedulers below; default: local, this "
+                             "machine, no batch system)", env="SCAILFIN_SCHEDULER", metavar="NAME")
+    runtime: list[str] = setting([], "container runtime preference on the worker, comma-separated, or 'auto' for the "
+                                 "default order " + ",".join(default_order()) + " (a worker's own SCAILFIN_RUNTIME "
+                                 "applies when this is auto)", env="SCAILFIN_RUNTIME", metavar="LIST")
+    transfer: str = setting("shared", "how the workspace reaches the worker: " + ", ".join(TRANSFER_MODES) +
+                            " (each scheduler takes some of them)", env="SCAILFIN_TRANSFER", metavar="MODE")
+    image_roots: list[str] = setting([], "directories laid out like /cvmfs/unpacked.cern.ch "
+                                     "(ROOT/registry.hub.docker.com/library/alpine:latest, as a directory, .sif or "
+                                     ".tar.gz), searched before any pull; ':'-separated in the environment",
+                                     env="SCAILFIN_IMAGE_ROOTS", metavar="DIR")
+    image_cache: str | None = setting(None, "shared directory for prepared images (pulled SIFs, unpacked archives); "
+                                      "default on the worker: ~/.cache/scailfin-exec/images",
+                                      env="SCAILFIN_IMAGE_CACHE", metavar="DIR")
+    pull: bool = setting(True, "let workers pull images from a registry when no local copy exists",
+                         env="SCAILFIN_PULL", metavar="yes|no")
+    runtime_options: dict[str, list[str]] = setting({}, "extra global options per runtime, e.g. "
+                                                    "{podman: [--runtime, runc]} (config file only)", cli=False)
+    max_parallel: int | None = setting(None, "steps run at once: local scheduler, default this machine's cores; "
+                                       "htcondor, default 1000 (the pool decides)",
+                                       env="SCAILFIN_MAX_PARALLEL", metavar="N")
+    worker_python: str | None = setting(None, "Python that runs the worker shim (default: this Python locally, "
+                                        "python3 on batch workers)", env="SCAILFIN_WORKER_PYTHON", metavar="PATH")
+    run_dir: str | None = setting(None, "where job files, result records and per-step logs go (default: a new "
+                                  "temporary directory, removed after a successful workflow run); a "
+                                  "directory an earlier run used keeps that run's jobs beside the new ones",
+                                  env="SCAILFIN_RUN_DIR", metavar="DIR")
     explicit: set = field(default_factory=set, repr=False, metadata={"cli": False, "internal": True})
+    # each scheduler's own settings (its options_class), by scheduler name
+    schedulers: dict = field(default_factory=dict, repr=False, metadata={"cli": False, "internal": True})
+
+    def of(self, scheduler: str):
+        """That scheduler's own settings (an instance of its options_class), or None if it has none."""
+        from .schedulers import scheduler_class
+
+        cls = scheduler_class(scheduler).options_class
+        if cls is not None and scheduler not in self.schedulers:
+            self.schedulers[scheduler] = cls()
+        return self.schedulers.get(scheduler)
 
     def validate(self) -> "Settings":
-        if self.scheduler not in ("local", "htcondor"):
-            raise ConfigError(f"scheduler: unknown scheduler {self.scheduler!r} (known: local, htcondor)")
+        from .schedulers import SCHEDULERS, scheduler_class
+
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler: unknown scheduler {self.scheduler!r} (known: {', '.join(SCHEDULERS)})")
         if self.transfer not in TRANSFER_MODES:
             raise ConfigError(f"transfer: unknown transfer mode {self.transfer!r} (known: {', '.join(TRANSFER_MODES)})")
+        supported = scheduler_class(self.scheduler).transfers
+        if self.transfer not in supported:
+            works = [f"scheduler: {name} with transfer: {mode}" for name in SCHEDULERS
+                     for mode in scheduler_class(name).transfers if mode == self.transfer or name == self.scheduler]
+            raise ConfigError(f"transfer: the {self.scheduler} scheduler cannot use transfer mode {self.transfer!r} "
+                              f"(it takes {', '.join(supported)}); what would work: {'; '.join(works)}")
         if self.runtime == ["auto"]:
             self.runtime = []
         try:
@@ -82,27 +90,36 @@ class Settings:
             check_runtime_names("runtime_options", list(self.runtime_options))
         except JobError as e:
             raise ConfigError(str(e)) from None
-        for name in ("image_roots",):
-            for path in getattr(self, name):
-                if not os.path.isabs(path):
-                    raise ConfigError(f"{name}: {path!r} must be an absolute path")
+        for path in self.image_roots:
+            if not os.path.isabs(path):
+                raise ConfigError(f"image_roots: {path!r} must be an absolute path")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise ConfigError(f"max_parallel: must be at least 1, got {self.max_parallel}")
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries: must be at least 0, got {self.max_retries}")
-        if self.accounting_group and not all(c.isalnum() or c in "_.-@" for c in self.accounting_group):
-            raise ConfigError(f"accounting_group: {self.accounting_group!r} is not a group name (letters, digits, "
-                              "'_', '.', '-', '@')")
+        for name in SCHEDULERS:
+            options = self.of(name)
+            if options is not None and hasattr(options, "validate"):
+                try:
+                    options.validate()
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
         return self
 
 
-def _settable():
-    return [f for f in fields(Settings) if not f.metadata.get("internal")]
+def _declared() -> dict[str, tuple[Any, Any]]:
+    """Every setting by name: (the field, the scheduler it belongs to or None for a global one)."""
+    from .schedulers import SCHEDULERS, scheduler_class
+
+    found = {f.name: (f, None) for f in fields(Settings) if not f.metadata.get("internal")}
+    for name in SCHEDULERS:
+        cls = scheduler_class(name).options_class
+        for f in fields(cls) if cls is not None else ():
+            found[f.name] = (f, name)
+    return found
 
 
 def _convert(f, value: Any, source: str):
     """Coerce a value from YAML, the environment or the command line to the field's type."""
-    kind = f.type  # a string: this module uses postponed annotations
+    kind = f.type  # a string: this module (and the schedulers') use postponed annotations
     try:
         if value is None:
             return None
@@ -123,14 +140,7 @@ def _convert(f, value: Any, source: str):
                 raise ValueError("expected a mapping of names to values")
             return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
         if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).strip().lower()
-            if lowered in ("1", "yes", "true", "on", "always"):
-                return True
-            if lowered in ("0", "no", "false", "off", "never"):
-                return False
-            raise ValueError("expected yes or no")
+            return _boolean(value)
         if kind.startswith("int"):
             if isinstance(value, bool):
                 raise ValueError("expected an integer")
@@ -142,19 +152,36 @@ def _convert(f, value: Any, source: str):
         raise ConfigError(f"{f.name} (from {source}): {e}, got {value!r}") from None
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "yes", "true", "on", "always"):
+        return True
+    if lowered in ("0", "no", "false", "off", "never"):
+        return False
+    raise ValueError("expected yes or no")
+
+
 def add_arguments(parser: argparse.ArgumentParser, group_title: str = "scailfin-exec options",
                   only: tuple[str, ...] | None = None) -> None:
-    """Add one --option per setting (or those named in `only`), plus --config, to a parser."""
-    group = parser.add_argument_group(group_title)
-    group.add_argument("--config", metavar="FILE", help="YAML file with any of the settings below as keys "
-                       "(default: $SCAILFIN_CONFIG if set)")
-    for f in _settable():
-        if not f.metadata["cli"] or (only is not None and f.name not in only):
+    """Add one --option per setting (or those named in `only`), plus --config, to a parser: the
+    global ones in one group, each scheduler's in a group of its own."""
+    from .schedulers import scheduler_class
+
+    groups = {None: parser.add_argument_group(group_title)}
+    groups[None].add_argument("--config", metavar="FILE", help="YAML file with any of the settings below as keys "
+                              "(default: $SCAILFIN_CONFIG if set)")
+    for name, (f, owner) in _declared().items():
+        if not f.metadata["cli"] or (only is not None and name not in only):
             continue
+        if owner not in groups:
+            groups[owner] = parser.add_argument_group(f"{owner} scheduler options ({scheduler_class(owner).help})")
         env = f.metadata["env"]
         help_text = f.metadata["help"] + (f" (environment: {env})" if env else "")
-        group.add_argument("--" + f.name.replace("_", "-"), dest="scailfin_" + f.name, metavar=f.metadata["metavar"],
-                           default=None, help=help_text, action="append" if f.name == "image_roots" else "store")
+        groups[owner].add_argument("--" + name.replace("_", "-"), dest="scailfin_" + name,
+                                   metavar=f.metadata["metavar"], default=None, help=help_text,
+                                   action="append" if name == "image_roots" else "store")
 
 
 def load_yaml(path: str) -> dict:
@@ -172,34 +199,36 @@ def load_yaml(path: str) -> dict:
     return data
 
 
+def _assign(settings: Settings, name: str, value: Any) -> None:
+    f, owner = _declared()[name]
+    setattr(settings if owner is None else settings.of(owner), name, value)
+    settings.explicit.add(name)
+
+
 def load_settings(args: argparse.Namespace | None = None, environ=None, config_file: str | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    explicit: set[str] = set()
+    settings = Settings()
     path = config_file or (getattr(args, "config", None) if args else None) or environ.get("SCAILFIN_CONFIG")
-    known = {f.name: f for f in _settable()}
+    known = _declared()
     if path:
         data = load_yaml(path)
-        unknown = sorted(set(k.replace("-", "_") for k in data) - set(known))
+        unknown = sorted(set(str(k).replace("-", "_") for k in data) - set(known))
         if unknown:
             raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)} "
                               f"(known: {', '.join(sorted(known))})")
         for key, value in data.items():
             name = key.replace("-", "_")
-            values[name] = _convert(known[name], value, path)
-            explicit.add(name)
-    for f in known.values():
+            _assign(settings, name, _convert(known[name][0], value, path))
+    for name, (f, _) in known.items():
         env = f.metadata["env"]
         if env and environ.get(env) not in (None, ""):
-            values[f.name] = _convert(f, environ[env], "$" + env)
-            explicit.add(f.name)
-        cli = getattr(args, "scailfin_" + f.name, None) if args else None
+            _assign(settings, name, _convert(f, environ[env], "$" + env))
+        cli = getattr(args, "scailfin_" + name, None) if args else None
         if cli is not None:
-            if f.name == "image_roots":
+            if name == "image_roots":
                 cli = [p for item in cli for p in item.split(os.pathsep) if p]
-            values[f.name] = _convert(f, cli, "--" + f.name.replace("_", "-"))
-            explicit.add(f.name)
-    return Settings(**values, explicit=explicit).validate()
+            _assign(settings, name, _convert(f, cli, "--" + name.replace("_", "-")))
+    return settings.validate()
 
 
 def settings_from_options(options: dict, environ=None) -> Settings:
@@ -207,12 +236,11 @@ def settings_from_options(options: dict, environ=None) -> Settings:
     `config` (or $SCAILFIN_CONFIG), then the environment, then the options themselves."""
     options = dict(options)
     settings = load_settings(None, environ, config_file=options.pop("config", None))
-    known = {f.name: f for f in _settable()}
+    known = _declared()
     unknown = sorted(set(k.replace("-", "_") for k in options) - set(known))
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} (known: config, {', '.join(sorted(known))})")
     for key, value in options.items():
         name = key.replace("-", "_")
-        setattr(settings, name, _convert(known[name], value, f"option {key}"))
-        settings.explicit.add(name)
+        _assign(settings, name, _convert(known[name][0], value, f"option {key}"))
     return settings.validate()

@@ -1,9 +1,8 @@
-# The job description as the submit side sees it: the shared definition from the worker package,
-# plus writing job files and reading back the shim's result records.
+# The job description and the result record as the submit side sees them: the shared definitions
+# from the worker package (jobspec.py, results.py), plus writing job files and reading back records.
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job description's home)
     FORMAT_VERSION,
@@ -16,9 +15,8 @@ from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job descr
     job_from_dict,
     job_to_dict,
     load_job,
-    loads,
 )
-from .worker.shim import EXIT_CODES, result_path_for  # noqa: F401
+from .worker.results import EXIT_CODES, RecordError, ResultRecord, load_record, result_path_for  # noqa: F401
 
 
 def validated(job: Job) -> Job:
@@ -42,7 +40,7 @@ class Result:
 
     job_id: str
     exit_code: int | None  # None: the job never finished (cancelled, lost)
-    record: dict[str, Any] = field(default_factory=dict)
+    record: ResultRecord | None = None
     stdout_log: str | None = None
     stderr_log: str | None = None
     error: str | None = None  # a scheduler-side failure (cancelled, hold reason, no record)
@@ -52,22 +50,21 @@ class Result:
         return self.exit_code == 0 and self.error is None
 
     @property
-    def shim_error(self) -> dict | None:
-        return self.record.get("shim_error")
+    def shim_error(self):
+        return self.record.shim_error if self.record else None
 
     @property
     def runtime(self) -> str:
-        rt = self.record.get("runtime") or {}
-        return f"{rt.get('name')} {rt.get('version')}" if rt else "no runtime"
+        used = self.record.runtime if self.record else None
+        return f"{used.name} {used.version}" if used else "no runtime"
 
     @property
     def host(self) -> str:
-        return self.record.get("host", "unknown host")
+        return self.record.host if self.record and self.record.host else "unknown host"
 
     @property
     def image(self) -> str:
-        img = self.record.get("image") or {}
-        return img.get("reference", "unknown image")
+        return self.record.image.reference if self.record and self.record.image else "unknown image"
 
     def describe(self) -> str:
         """One line for a log: what ran where, and how it ended."""
@@ -75,7 +72,7 @@ class Result:
         if self.error:
             return f"job {self.job_id}: {self.error}"
         if self.shim_error:
-            return f"job {self.job_id}: {self.shim_error['message']} (exit {self.exit_code})"
+            return f"job {self.job_id}: {self.shim_error.message} (exit {self.exit_code})"
         return f"job {self.job_id}: exit {self.exit_code} ({where})"
 
     def stderr_tail(self, lines: int = 10) -> str:
@@ -89,11 +86,8 @@ class Result:
 def read_result(job_id: str, result_file: str, exit_status: int | None, **logs) -> Result:
     """Build a Result from the shim's record; a missing or broken record is itself the error."""
     try:
-        with open(result_file, encoding="utf-8") as f:
-            record = loads(f.read())
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        return Result(job_id, exit_status, {}, error=f"no result record from the shim ({result_file}: {e}); "
-                      f"exit status {exit_status}", **logs)
-    return Result(job_id, record.get("exit_code", exit_status), record, **logs)
+        record = load_record(result_file)
+    except RecordError as e:
+        return Result(job_id, exit_status, None, error=f"no result record from the shim ({e}); exit status "
+                      f"{exit_status}", **logs)
+    return Result(job_id, record.exit_code, record, **logs)

@@ -61,9 +61,9 @@ _PACKAGE_INIT = "# the worker shim's half of scailfin_exec: only the worker pack
 def shim_sources() -> tuple[str, dict[str, bytes]]:
     """The zipapp's files, and a digest of their content."""
     files = {"scailfin_exec/__init__.py": _PACKAGE_INIT.encode()}
-    for path in sorted(WORKER_DIR.glob("*.py")):
-        if path.name != "__main__.py":
-            files[f"scailfin_exec/worker/{path.name}"] = path.read_bytes()
+    for path in sorted(WORKER_DIR.rglob("*.py")):  # the worker package and its own packages
+        if path.name != "__main__.py" or path.parent != WORKER_DIR:
+            files[f"scailfin_exec/worker/{path.relative_to(WORKER_DIR).as_posix()}"] = path.read_bytes()
     digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in files.items())).hexdigest()[:12]
     files["__main__.py"] = (_MAIN % digest).encode()
     return digest, files

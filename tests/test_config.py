@@ -34,8 +34,28 @@ def test_runtime_preference_from_file_then_environment_then_command_line(tmp_pat
 
 def test_config_file_from_the_environment(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("transfer: htcondor\n")
-    assert parse([], {"SCAILFIN_CONFIG": str(cfg)}).transfer == "htcondor"
+    cfg.write_text("scheduler: htcondor\ntransfer: htcondor\naccounting_group: group_physics\n")
+    settings = parse([], {"SCAILFIN_CONFIG": str(cfg)})
+    assert settings.transfer == "htcondor" and settings.of("htcondor").accounting_group == "group_physics"
+
+
+def test_a_transfer_mode_the_scheduler_does_not_take_is_refused_saying_what_would_work():
+    with pytest.raises(ConfigError) as info:
+        parse(["--transfer", "htcondor"])  # the local scheduler
+    assert str(info.value) == ("transfer: the local scheduler cannot use transfer mode 'htcondor' (it takes shared); "
+                               "what would work: scheduler: local with transfer: shared; "
+                               "scheduler: htcondor with transfer: htcondor")
+    assert parse(["--scheduler", "htcondor", "--transfer", "chirp"]).transfer == "chirp"
+
+
+def test_each_scheduler_declares_its_own_settings_which_the_command_line_shows_in_a_group_of_its_own():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    titles = [group.title for group in parser._action_groups]
+    assert "htcondor scheduler options (an HTCondor pool, through the htcondor2 bindings)" in titles
+    settings = parse(["--scheduler", "htcondor", "--pool", "cm.example:9618", "--max-retries", "5"])
+    options = settings.of("htcondor")
+    assert (options.pool, options.max_retries) == ("cm.example:9618", 5) and settings.explicit >= {"pool", "max_retries"}
 
 
 def test_auto_means_the_default_order():
@@ -45,7 +65,9 @@ def test_auto_means_the_default_order():
 @pytest.mark.parametrize("argv, environ, message", [
     (["--runtime", "podman,dockr"], {}, "runtime: unknown runtime 'dockr'"),
     (["--transfer", "ftp"], {}, "transfer: unknown transfer mode 'ftp'"),
-    (["--scheduler", "slurm"], {}, "scheduler: unknown scheduler 'slurm' (known: local, htcondor)"),
+    (["--scheduler", "pbs"], {}, "scheduler: unknown scheduler 'pbs' (known: local, htcondor)"),
+    (["--scheduler", "htcondor", "--accounting-group", "g$ENV(X)"], {}, "accounting_group: 'g$ENV(X)' is not a group name"),
+    (["--scheduler", "htcondor"], {"SCAILFIN_MAX_RETRIES": "-1"}, "max_retries: must be at least 0, got -1"),
     ([], {"SCAILFIN_PULL": "maybe"}, "pull (from $SCAILFIN_PULL): expected yes or no, got 'maybe'"),
     ([], {"SCAILFIN_MAX_PARALLEL": "many"}, "max_parallel (from $SCAILFIN_MAX_PARALLEL)"),
     (["--image-roots", "relative/dir"], {}, "image_roots: 'relative/dir' must be an absolute path"),
@@ -73,6 +95,12 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 
 def test_every_setting_has_help_text():
-    for name, f in Settings.__dataclass_fields__.items():
+    from scailfin_exec.schedulers import SCHEDULERS, scheduler_class
+
+    declared = list(Settings.__dataclass_fields__.items())
+    for name in SCHEDULERS:
+        cls = scheduler_class(name).options_class
+        declared += list(cls.__dataclass_fields__.items()) if cls else []
+    for name, f in declared:
         if not f.metadata.get("internal"):
             assert len(f.metadata["help"]) > 20, name

@@ -256,16 +256,15 @@ class ScailfinJob(CommandLineJob):
             os.write(hold, f"{code}\n".encode())  # the waiter exits with it
 
     def _report(self, result, scheduler_name: str) -> int:
-        record = result.record
         where = f"{result.runtime} on {result.host}"
         if result.error:
             _logger.error("[job %s] %s scheduler: %s", self.name, scheduler_name, result.error)
             return 1
         if result.shim_error:
-            _logger.error("[job %s] %s (%s scheduler, %s)", self.name, result.shim_error["message"], scheduler_name, where)
+            _logger.error("[job %s] %s (%s scheduler, %s)", self.name, result.shim_error.message, scheduler_name, where)
             return result.exit_code
         _logger.info("[job %s] %s ran %s: exit %s (%s)", self.name, where, result.image, result.exit_code,
-                     (record.get("image") or {}).get("how", ""))
+                     result.record.image.how if result.record and result.record.image else "")
         if result.exit_code != 0 and result.stderr_log:
             tail = result.stderr_tail(5)
             if tail:

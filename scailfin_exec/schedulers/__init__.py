@@ -1,17 +1,32 @@
-# Schedulers take job descriptions and run them somewhere through the worker shim: `local` on
-# this machine, `htcondor` on a pool. Engines only use this interface.
+# Schedulers take job descriptions and run them somewhere through the worker shim, one module (or
+# package) each, found through one registry (SCHEDULERS) that --help, settings validation and
+# make_scheduler all read: `local` on this machine, `htcondor` on a pool. Engines only use this
+# interface. A scheduler declares its name, the transfer modes it takes, its own settings class
+# (fields with help text, as config.py declares the global ones) and how it is made from settings.
 
 from __future__ import annotations
 
 import abc
+import importlib
 import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config import Settings
 from ..job import Job, Result, result_path_for, write_job
+
+# name -> the module whose SCHEDULER is that scheduler's class (imported when first asked for)
+SCHEDULERS = {
+    "local": "scailfin_exec.schedulers.local",
+    "htcondor": "scailfin_exec.schedulers.htcondor",
+}
+
+
+def scheduler_class(name: str) -> type["Scheduler"]:
+    if name not in SCHEDULERS:
+        raise SchedulerError(f"unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+    return importlib.import_module(SCHEDULERS[name]).SCHEDULER
 
 
 class SchedulerError(RuntimeError):
@@ -32,7 +47,15 @@ class JobHandle:
 
 
 class Scheduler(abc.ABC):
-    name = ""
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""  # one line for --help
+    transfers: ClassVar[tuple[str, ...]] = ("shared",)  # the transfer modes it takes
+    options_class: ClassVar[type | None] = None  # its own settings (a dataclass of config.setting fields)
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings, batch_name: str) -> "Scheduler":
+        """Made from the global settings (config.Settings; settings.of(name) gives its own options)."""
 
     def __init__(self, run_dir: str | None = None):
         self.run_dir = private_directory(run_dir) if run_dir else tempfile.mkdtemp(prefix="scailfin-run-")
@@ -85,6 +108,9 @@ class Scheduler(abc.ABC):
 
     def _prepare(self, job: Job) -> JobHandle:
         """Give the job its own directory holding the job file; its logs and result go there."""
+        if job.transfer not in self.transfers:
+            raise SchedulerError(f"the {self.name} scheduler cannot use transfer mode {job.transfer!r} (it takes "
+                                 f"{', '.join(self.transfers)})")
         directory = os.path.join(self.run_dir, job.id)
         try:
             os.mkdir(directory, 0o700)
@@ -114,14 +140,6 @@ def private_directory(path: str) -> str:
     return path
 
 
-def make_scheduler(settings: Settings, batch_name: str = "scailfin") -> Scheduler:
-    if settings.scheduler == "local":
-        from .local import LocalScheduler
-
-        return LocalScheduler(settings.run_dir, max_parallel=settings.max_parallel,
-                              worker_python=settings.worker_python)
-    if settings.scheduler == "htcondor":
-        from .htcondor import HTCondorScheduler
-
-        return HTCondorScheduler(settings.run_dir, settings, batch_name=batch_name)
-    raise SchedulerError(f"unknown scheduler {settings.scheduler!r} (known: local, htcondor)")
+def make_scheduler(settings, batch_name: str = "scailfin") -> Scheduler:
+    """The scheduler the settings name, made from them (config.Settings)."""
+    return scheduler_class(settings.scheduler).from_settings(settings, batch_name)

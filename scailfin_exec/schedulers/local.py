@@ -12,9 +12,9 @@ import threading
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from .. import transfers as transfer_modes
 from ..job import Job, Result, read_result
 from ..shipping import build_shim, shim_command
-from ..worker.staging import remove_leftovers
 from . import JobHandle, Scheduler
 
 KILL_GRACE_S = 15  # the shim itself gives the runtime 10 s to stop its container
@@ -22,6 +22,12 @@ KILL_GRACE_S = 15  # the shim itself gives the runtime 10 s to stop its containe
 
 class LocalScheduler(Scheduler):
     name = "local"
+    help = "this machine, no batch system: the embedded default"
+    transfers = ("shared",)
+
+    @classmethod
+    def from_settings(cls, settings, batch_name: str = "scailfin") -> "LocalScheduler":
+        return cls(settings.run_dir, max_parallel=settings.max_parallel, worker_python=settings.worker_python)
 
     def __init__(self, run_dir: str | None = None, max_parallel: int | None = None,
                  worker_python: str | None = None, capture: bool = True):
@@ -64,8 +70,8 @@ class LocalScheduler(Scheduler):
     def _execute(self, handle: JobHandle) -> Result:
         try:
             return self._run_shim(handle)
-        finally:
-            remove_leftovers(handle.job)  # of an attempt that was killed
+        finally:  # clears what an attempt that was killed left in the workspace
+            transfer_modes.mode(handle.job.transfer).bring_back(handle.job, handle.directory, handle.directory)
 
     def _run_shim(self, handle: JobHandle) -> Result:
         argv = shim_command(self.python, self.shim, handle.job_file)
@@ -140,3 +146,6 @@ class LocalScheduler(Scheduler):
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout=KILL_GRACE_S + 5)
+
+
+SCHEDULER = LocalScheduler

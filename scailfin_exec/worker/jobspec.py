@@ -16,11 +16,6 @@ ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 ENV_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 ENV_NAME_CHARS = ENV_NAME_START | frozenset("0123456789")
 RESOURCE_MAX = 2 ** 53  # beyond this a number is a mistake, not a request
-TRANSFER_MODES = ("shared", "htcondor", "chirp")
-RUNTIME_NAMES = ("apptainer", "singularity", "charliecloud", "podman", "docker", "shifter", "sarus")
-# The order tried when a job (and the worker's SCAILFIN_RUNTIME) does not say: HPC runtimes that
-# need no daemon and no root first, Docker last (rarely allowed on clusters).
-DEFAULT_RUNTIME_ORDER = ("apptainer", "singularity", "shifter", "charliecloud", "sarus", "podman", "docker")
 
 
 class JobError(ValueError):
@@ -268,8 +263,14 @@ def job_from_dict(data: Any) -> Job:
 
     _identifier("job.id", body["id"])
     _check_type("job.image", body["image"], str, "an image reference or path")
-    if not body["image"].strip() or any(c in body["image"] for c in "\n\r"):
-        raise JobError("job.image: must be one line, not empty, got {}".format(_short(body["image"])))
+    if os.path.isabs(body["image"]):
+        body["image"] = _abs("job.image", body["image"], root_allowed=False)
+    else:  # the grammar the worker applies, here too: a bad reference fails before submission
+        from .references import ReferenceError, parse_reference
+        try:
+            parse_reference(body["image"])
+        except ReferenceError as e:
+            raise JobError("job.image: {}".format(e))
     body["argv"] = _str_list("job.argv", body["argv"])
     if not body["argv"]:
         raise JobError("job.argv: must name at least the program to run")
@@ -313,8 +314,9 @@ def job_from_dict(data: Any) -> Job:
     body["images"] = ImageSources(roots, cache, img.pull)
 
     transfer = body.get("transfer", "shared")
-    if transfer not in TRANSFER_MODES:
-        raise JobError("job.transfer: unknown transfer mode {} (known: {})".format(_short(transfer), ", ".join(TRANSFER_MODES)))
+    from .transfers import MODES
+    if transfer not in MODES:
+        raise JobError("job.transfer: unknown transfer mode {} (known: {})".format(_short(transfer), ", ".join(MODES)))
     body["runtime"] = check_runtime_names("job.runtime", _str_list("job.runtime", body.get("runtime", [])))
     options = body.get("runtime_options", {})
     _check_type("job.runtime_options", options, dict, "a mapping of runtime name to a list of options")
@@ -326,9 +328,11 @@ def job_from_dict(data: Any) -> Job:
 
 
 def check_runtime_names(where: str, names: List[str]) -> List[str]:
+    """Every name must be a registered runtime (worker/runtimes)."""
+    from .runtimes import RUNTIMES, default_order
     for name in names:
-        if name not in RUNTIME_NAMES:
-            raise JobError("{}: unknown runtime {} (known: {})".format(where, _short(name), ", ".join(RUNTIME_NAMES)))
+        if name not in RUNTIMES:
+            raise JobError("{}: unknown runtime {} (known: {})".format(where, _short(name), ", ".join(default_order())))
     return names
 
 

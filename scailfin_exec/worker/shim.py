@@ -13,40 +13,18 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from . import images, keeper, staging
-from .jobspec import DEFAULT_RUNTIME_ORDER, FORMAT_VERSION, Job, JobError, check_runtime_names, load_job
-from .runtimes import RUNTIMES, BindError, RunSpec
-
-# The shim's own failures use these exit codes (payload codes pass through unchanged; the
-# result record's "shim_error" says which one it was when in doubt).
-EXIT_INTERNAL = 248
-EXIT_WALLTIME = 249
-EXIT_BAD_JOB = 250  # malformed or invalid job file, or a newer format than this shim knows
-EXIT_NO_RUNTIME = 251  # no container runtime in the preference list is usable here
-EXIT_IMAGE = 252  # the image was not found or could not be prepared
-EXIT_BIND = 253  # the runtime cannot express what the job needs (a bind, a value) or hold its step
-EXIT_STAGING = 254  # stage-in or stage-out failed
-EXIT_CODES = {
-    EXIT_INTERNAL: "internal-error",
-    EXIT_WALLTIME: "walltime-exceeded",
-    EXIT_BAD_JOB: "bad-job",
-    EXIT_NO_RUNTIME: "no-runtime",
-    EXIT_IMAGE: "image",
-    EXIT_BIND: "bind",
-    EXIT_STAGING: "staging",
-}
-RESULT_VERSION = 1
-
+from . import images, keeper, results, transfers
+from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTERNAL, EXIT_NO_RUNTIME,  # noqa: F401
+                      EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
+                      result_path_for)
+from .transfers.htcondor import empty_outbox
+from .jobspec import FORMAT_VERSION, Job, JobError, check_runtime_names, load_job
+from .runtimes import RUNTIMES, BindError, RunSpec, default_order
 
 class ShimFailure(Exception):
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code = code
-
-
-def result_path_for(job_path: str) -> str:
-    base = job_path[:-5] if job_path.endswith(".json") else job_path
-    return base + ".result.json"
 
 
 def runtime_order(job: Optional[Job], override: Optional[str], environ) -> List[str]:
@@ -58,7 +36,7 @@ def runtime_order(job: Optional[Job], override: Optional[str], environ) -> List[
                 return check_runtime_names(where, names)
     if job and job.runtime:
         return list(job.runtime)
-    return list(DEFAULT_RUNTIME_ORDER)
+    return default_order()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -81,8 +59,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if any(line.startswith("usable runtimes: ") and not line.endswith("none") for line in lines) else 1
     if not args.job:
         parser.error("a job file is required (or --doctor)")
-    record = {
-        "version": RESULT_VERSION,
+    record = {  # becomes a ResultRecord (results.py) when the job has ended
+        "version": results.RESULT_VERSION,
         "job_format": FORMAT_VERSION,
         "job_id": None,
         "host": _host(),
@@ -107,11 +85,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = _run(args, environ, record)
     except ShimFailure as e:
         code = e.code
-        record["shim_error"] = {"code": e.code, "kind": EXIT_CODES[e.code], "message": str(e)}
+        record["shim_error"] = ShimError(e.code, EXIT_CODES[e.code], str(e))
         _say(redacted("error: " + str(e), args.secrets))
     except Exception as e:  # a bug in the shim: still leave a record behind
         code = EXIT_INTERNAL
-        record["shim_error"] = {"code": code, "kind": EXIT_CODES[code], "message": "{}: {}".format(type(e).__name__, e)}
+        record["shim_error"] = ShimError(code, EXIT_CODES[code], "{}: {}".format(type(e).__name__, e))
         _say(redacted("internal error: {}: {}".format(type(e).__name__, e), args.secrets))
     record["timings"]["total"] = round(time.monotonic() - started, 6)
     # this process and every process it waited for: staging tools, the runtime, the container
@@ -119,11 +97,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     record["cpu_seconds"] = round(usage.user + usage.system + usage.children_user + usage.children_system, 3)
     record["finished"] = time.time()
     record["exit_code"] = code
-    _write_result(result_file, redacted(record, args.secrets))
+    _write_result(result_file, redacted(results.record_to_dict(ResultRecord(**record)), args.secrets))
     if args.outbox:
         try:
-            staging.empty_outbox(args.outbox)
-        except staging.StagingError as e:
+            empty_outbox(args.outbox)
+        except transfers.StagingError as e:
             _say("cannot leave an empty outputs archive: {}".format(e))
     return code
 
@@ -149,36 +127,36 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         raise ShimFailure(EXIT_BIND, str(e))
     t = time.monotonic()
     try:
-        image = images.resolve(found.name, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
+        image = images.resolve(runtime, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
     except images.ImageError as e:
         raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
     timings["resolve_image"] = round(time.monotonic() - t, 6)
-    record["image"] = {"reference": image.reference, "kind": image.kind, "location": image.location, "how": image.how}
+    record["image"] = ImageUsed(image.reference, image.kind, image.location, image.how)
 
     t = time.monotonic()
     scratch = os.path.dirname(os.path.abspath(args.job))
     try:
-        placement = staging.stage_in(job, scratch, environ)
-    except staging.StagingError as e:
+        placement = transfers.stage_in(job, scratch, environ)
+    except transfers.StagingError as e:
         raise ShimFailure(EXIT_STAGING, "stage-in failed: {}".format(e))
-    record["stage_in"] = placement.record
+    record["stage_in"] = Staged(**placement.record)
     timings["stage_in"] = round(time.monotonic() - t, 6)
     try:
         code, stopped = _contained(job, runtime, found, image, placement, scratch, environ, record)
     except BaseException:
-        staging.discard(job, placement)
+        transfers.discard(job, placement)
         raise
 
     t = time.monotonic()
     if stopped:  # a stopped step's outputs are not whole: none come back
-        staging.discard(job, placement)
+        transfers.discard(job, placement)
         record["notes"].append("the step was stopped ({}): its outputs were not brought back".format(stopped))
     else:
         try:
             outbox = args.outbox or os.path.dirname(os.path.abspath(args.result or result_path_for(args.job)))
-            record["stage_out"] = staging.stage_out(job, placement, outbox)
-        except staging.StagingError as e:
-            staging.discard(job, placement)
+            record["stage_out"] = Staged(**transfers.stage_out(job, placement, outbox))
+        except transfers.StagingError as e:
+            transfers.discard(job, placement)
             raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
     timings["stage_out"] = round(time.monotonic() - t, 6)
     if stopped == "walltime":
@@ -198,7 +176,7 @@ def _detect(job: Job, args, environ: Dict[str, str], record: Dict):
         record["detection"].append(detection.line())
         if detection.usable:
             record["timings"]["detect_runtime"] = round(time.monotonic() - t, 6)
-            record["runtime"] = {"name": detection.name, "version": detection.version, "path": detection.path}
+            record["runtime"] = RuntimeUsed(detection.name, detection.version, detection.path)
             return RUNTIMES[name], detection
     raise ShimFailure(EXIT_NO_RUNTIME, "no usable container runtime on {} (tried: {})".format(
         record["host"], "; ".join(record["detection"])))
@@ -250,11 +228,11 @@ def _contained(job: Job, runtime, found, image, placement, scratch: str, environ
 
 def doctor(environ) -> List[str]:
     """What this node offers, one line per runtime and transfer tool, for humans."""
-    detections = [RUNTIMES[name].detect(environ) for name in DEFAULT_RUNTIME_ORDER]
+    detections = [RUNTIMES[name].detect(environ) for name in default_order()]
     usable = [d.name for d in detections if d.usable]
     lines = ["host: {} (python {}, user {})".format(_host(), _python_version(), _user())]
     lines += ["runtime " + d.line() for d in detections]
-    lines += ["transfer " + line for line in staging.detect_transfer_tools(environ)]
+    lines += ["transfer " + line for line in transfers.detect_transfer_tools(environ)]
     order = runtime_order(None, None, environ)
     lines.append("preference order: {}{}".format(",".join(order), " (from SCAILFIN_RUNTIME)" if environ.get("SCAILFIN_RUNTIME") else " (default)"))
     lines.append("usable runtimes: " + (", ".join(usable) or "none"))

@@ -119,7 +119,7 @@ class Backend:
         if result is None:
             return "not finished"
         where = f"{result.runtime} on {result.host}"
-        reason = result.error or (result.shim_error or {}).get("message") or f"exit code {result.exit_code}"
+        reason = result.error or (result.shim_error.message if result.shim_error else f"exit code {result.exit_code}")
         message = f"step {proxy.step} ({proxy.job_id}) failed: {reason} ({where}, image {result.image})"
         tail = result.stderr_tail(10)
         log.error("%s\n  last lines of its stderr:\n%s", message, "\n".join("    " + line for line in tail.splitlines()))
@@ -151,7 +151,7 @@ class Backend:
         if handle is not None:
             result = self.scheduler.poll(handle)
         elif proxy.result_file and os.path.exists(proxy.result_file) and \
-                read_result(proxy.job_id, proxy.result_file, None).record.get("stopped") != "signal":
+                _ended_by_itself(read_result(proxy.job_id, proxy.result_file, None)):
             result = read_result(proxy.job_id, proxy.result_file, None)  # it finished before a restart
         else:  # submitted by an earlier run that did not see it finish (or stopped it): run it again
             log.info("step %s (%s) did not finish before the restart: submitting it again", proxy.step, proxy.job_id)
@@ -218,6 +218,11 @@ class Backend:
             scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             scheduler.close()
+
+
+def _ended_by_itself(result: Result) -> bool:
+    """A record of a step that ended on its own (not stopped by an interruption)."""
+    return result.record is not None and result.record.stopped != "signal"
 
 
 def _safe(name: str) -> str:

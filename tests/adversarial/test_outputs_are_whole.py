@@ -70,7 +70,7 @@ def test_the_whole_new_output_replaces_the_old_one_when_the_step_ends(tmp_path, 
     assert (workspace / "big.out").read_text() == "".join(f"line {i}\n" for i in range(1, 51))
     assert (workspace / "new.txt").read_text() == "new\n"
     assert (workspace / "not-declared.txt").read_text() == "kept\n"  # only declared outputs come back
-    assert result.record["stage_out"]["files"] == 2
+    assert result.record.stage_out.files == 2
 
 
 ESCAPE = "ln -s /etc/passwd escape; echo new > keep.txt"
@@ -78,7 +78,7 @@ ESCAPE = "ln -s /etc/passwd escape; echo new > keep.txt"
 
 def escaped(result, workspace):
     assert result.exit_code == 254, result.describe()
-    assert "is a symbolic link leaving the workspace (to /etc/passwd): refused" in result.shim_error["message"]
+    assert "is a symbolic link leaving the workspace (to /etc/passwd): refused" in result.shim_error.message
     assert not os.path.lexists(workspace / "escape") and (workspace / "keep.txt").read_text() == "old\n"
 
 

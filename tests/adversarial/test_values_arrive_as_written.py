@@ -44,7 +44,7 @@ def test_environment_values_arrive_byte_for_byte_with_apptainer_on_the_pool(pool
     with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="env-values") as scheduler:
         result = scheduler.run(job)
     assert result.ok, result.describe() + result.stderr_tail()
-    assert "--no-eval" in result.record["command"]
+    assert "--no-eval" in result.record.command
     assert arrived(workspace) == VALUES
 
 

@@ -10,7 +10,7 @@ import pytest
 from scailfin_exec.config import Settings
 from scailfin_exec.job import ImageSources, Job
 from scailfin_exec.schedulers import SchedulerError
-from scailfin_exec.schedulers.htcondor import HTCondorScheduler, condor_arguments
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSettings, condor_arguments
 
 from ..conftest import jobs_in_queue
 
@@ -47,19 +47,19 @@ def test_jobs_ready_together_go_in_one_transaction_and_carry_image_and_workspace
     assert {ad["ScailfinWorkspace"] for ad in ads} == {str(ws)}
     assert all("--image docker.io/library/alpine" in ad["Arguments"] and f"--workspace {ws}" in ad["Arguments"] for ad in ads)
     assert [(ws / f"out{i}.txt").read_text() for i in range(5)] == [f"{i}\n" for i in range(5)]
-    assert {r.record["runtime"]["name"] for r in results} == {"apptainer"}
+    assert {r.record.runtime.name for r in results} == {"apptainer"}
     assert os.path.exists(tmp_path / "run" / "events.log")
 
 
 def test_a_job_end_the_event_reader_missed_is_found_by_reading_the_log_again(pool, tmp_path, job, monkeypatch,
                                                                              capfd):
-    import scailfin_exec.schedulers.htcondor as module
+    import scailfin_exec.schedulers.htcondor.events as module
 
     monkeypatch.setattr(module, "RESCAN_AFTER_S", 2.0)
     ws = tmp_path / "ws"
     ws.mkdir()
     with HTCondorScheduler(str(tmp_path / "run"), Settings(transfer="htcondor"), batch_name="missed-end") as sched:
-        deliver = sched._on_event
+        deliver = sched._follower.on_event
         dropped = []
 
         def lossy(event):  # the fault: the incremental reader loses the job's end
@@ -68,7 +68,7 @@ def test_a_job_end_the_event_reader_missed_is_found_by_reading_the_log_again(poo
                 return
             deliver(event)
 
-        sched._on_event = lossy
+        sched._follower.on_event = lossy
         result = sched.wait(sched.submit(job("s", ["sh", "-c", "echo hi > out.txt"], ws, transfer="htcondor",
                                              outputs=["out.txt"])), timeout=120)
     assert dropped and result.ok, result.describe()
@@ -97,8 +97,8 @@ def test_transfer_shared_fails_where_the_worker_cannot_see_the_workspace_and_htc
     with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="visibility") as sched:
         shared = sched.run(job("shared", step, ws, transfer="shared"))
         transferred = sched.run(job("transferred", step, ws, transfer="htcondor", outputs=["copy.txt"]))
-    assert shared.exit_code == 254 and "workspace" in shared.shim_error["message"]
-    assert "is not a directory on this worker" in shared.shim_error["message"]
+    assert shared.exit_code == 254 and "workspace" in shared.shim_error.message
+    assert "is not a directory on this worker" in shared.shim_error.message
     assert transferred.ok, transferred.describe()
     assert (ws / "copy.txt").read_text() == "from the submit side\n"
 
@@ -112,10 +112,10 @@ def test_transfer_shared_on_a_shared_file_system(pool, tmp_path, job):
                                runtime="charliecloud"))
     assert result.ok, result.describe()
     assert (ws / "twice.txt").read_text() == "shared\nshared\n"
-    assert result.record["runtime"]["name"] == "charliecloud" and result.record["stage_in"]["method"] == "shared"
+    assert result.record.runtime.name == "charliecloud" and result.record.stage_in.method == "shared"
     # /scratch is not in the image (a CVMFS-style directory named "alpine:latest"): the keeper made
     # the mount point on a private layer over it
-    assert "made mount points the image lacks (/scratch" in " ".join(result.record["notes"])
+    assert "made mount points the image lacks (/scratch" in " ".join(result.record.notes)
 
 
 def tempfile_dir(root):
@@ -155,14 +155,14 @@ def test_close_removes_every_job_of_the_run(pool, tmp_path, job):
 
 def test_an_unreachable_collector_fails_before_anything_is_submitted(tmp_path):
     with pytest.raises(SchedulerError, match="cannot reach the HTCondor collector at 127.0.0.1:9"):
-        HTCondorScheduler(str(tmp_path / "run"), Settings(pool="127.0.0.1:9"))
+        HTCondorScheduler(str(tmp_path / "run"), Settings(), options=HTCondorSettings(pool="127.0.0.1:9"))
     assert not (tmp_path / "run").exists()
 
 
 def test_submitting_as_root_is_refused_before_contacting_the_pool(tmp_path):
     # uid 0 for real, in a user namespace of our own (no privileges on the host)
-    code = ("from scailfin_exec.schedulers.htcondor import HTCondorScheduler; from scailfin_exec.config import Settings\n"
-            f"HTCondorScheduler({str(tmp_path / 'run')!r}, Settings(pool='127.0.0.1:9'))")
+    code = ("from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSettings\n"
+            f"HTCondorScheduler({str(tmp_path / 'run')!r}, options=HTCondorSettings(pool='127.0.0.1:9'))")
     proc = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", code],
                           capture_output=True, text=True)
     assert proc.returncode == 1

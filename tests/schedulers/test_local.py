@@ -29,7 +29,7 @@ def test_a_step_runs_in_a_real_container_and_writes_into_the_workspace(job, work
         result = scheduler.run(step)
     assert result.ok, (result.describe(), result.stderr_tail())
     assert (workspace / "sum.txt").read_text() == "5050\n"
-    assert result.record["runtime"]["name"] == runtime and result.record["image"]["reference"] == image
+    assert result.record.runtime.name == runtime and result.record.image.reference == image
     assert result.describe().startswith(f"job sum: exit 0 ({runtime} ")
 
 

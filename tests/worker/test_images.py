@@ -11,7 +11,9 @@ import pytest
 
 from scailfin_exec.job import ImageSources
 from scailfin_exec.worker import images
-from scailfin_exec.worker.images import ImageError, parse_reference, prepare_cached
+from scailfin_exec.worker.images import ImageError, prepare_cached
+from scailfin_exec.worker.references import ReferenceError, parse_reference
+from scailfin_exec.worker.runtimes import RUNTIMES
 
 
 @pytest.mark.parametrize("text, normalised", [
@@ -30,7 +32,7 @@ def test_references_are_normalised_as_docker_does(text, normalised):
 
 @pytest.mark.parametrize("text", ["Alpine", "a b", "", "alpine:", "alpine@sha256:xyz", "-x/y"])
 def test_invalid_references_are_refused(text):
-    with pytest.raises(ImageError, match="invalid image reference"):
+    with pytest.raises(ReferenceError, match="invalid image reference"):
         parse_reference(text)
 
 
@@ -46,8 +48,8 @@ def test_apptainer_prefers_a_sif_in_the_tree_and_charliecloud_the_directory(tmp_
     base.mkdir(parents=True)
     (tmp_path / "registry.hub.docker.com" / "library" / "alpine:latest.sif").write_text("sif")
     sources = ImageSources([str(tmp_path)], str(tmp_path / "cache"), False)
-    sif = images.resolve("apptainer", "/usr/bin/apptainer", "alpine", sources, {})
-    directory = images.resolve("charliecloud", "/usr/bin/ch-run", "alpine", sources, {})
+    sif = images.resolve(RUNTIMES["apptainer"], "/usr/bin/apptainer", "alpine", sources, {})
+    directory = images.resolve(RUNTIMES["charliecloud"], "/usr/bin/ch-run", "alpine", sources, {})
     assert (sif.kind, sif.location) == ("sif", str(base) + ".sif")
     assert (directory.kind, directory.location) == ("dir", str(base))
 
@@ -55,7 +57,7 @@ def test_apptainer_prefers_a_sif_in_the_tree_and_charliecloud_the_directory(tmp_
 def test_missing_image_lists_every_place_tried(tmp_path):
     sources = ImageSources([str(tmp_path / "root")], str(tmp_path / "cache"), False)
     with pytest.raises(ImageError) as info:
-        images.resolve("charliecloud", "/usr/bin/ch-run", "nope:1", sources, {})
+        images.resolve(RUNTIMES["charliecloud"], "/usr/bin/ch-run", "nope:1", sources, {})
     message = str(info.value)
     assert message.startswith("image docker.io/library/nope:1 not found for charliecloud: ")
     assert f"not in {tmp_path}/root ({tmp_path}/root/registry.hub.docker.com/library/nope:1)" in message
@@ -65,7 +67,7 @@ def test_missing_image_lists_every_place_tried(tmp_path):
 
 def test_image_given_as_a_missing_path_is_refused(tmp_path):
     with pytest.raises(ImageError, match="does not exist"):
-        images.resolve("charliecloud", "/usr/bin/ch-run", str(tmp_path / "nothing"), ImageSources(), {})
+        images.resolve(RUNTIMES["charliecloud"], "/usr/bin/ch-run", str(tmp_path / "nothing"), ImageSources(), {})
 
 
 def _slow_producer(final, log, delay):

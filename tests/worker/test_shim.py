@@ -23,7 +23,7 @@ def error_lines(stderr):
 
 def test_shim_imports_only_the_standard_library():
     stdlib = set(sys.stdlib_module_names)
-    for path in pathlib.Path(REPO, "scailfin_exec", "worker").glob("*.py"):
+    for path in pathlib.Path(REPO, "scailfin_exec", "worker").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []

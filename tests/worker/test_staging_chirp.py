@@ -13,7 +13,7 @@ import pytest
 
 from scailfin_exec.config import Settings
 from scailfin_exec.job import ImageSources, Job
-from scailfin_exec.schedulers.htcondor import HTCondorScheduler
+from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSettings
 
 MIB = 1024 * 1024
 ODD_NAMES = ["with space.txt", "colon:name.txt", "ünïcödé-Ωμέγα.txt"]
@@ -72,9 +72,9 @@ def test_a_difficult_tree_goes_through_chirp_and_comes_back_intact(pool, tmp_pat
     with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="chirp-tree") as sched:
         result = sched.run(chirp_job("tree", step, ws, inputs=[str(difficult_tree)], outputs=["back"]))
     assert result.ok, result.describe() + "\n" + result.stderr_tail()
-    assert result.record["stage_in"]["method"] == "chirp (parrot)"
-    assert result.record["stage_in"]["files"] >= 2004 and result.record["stage_in"]["bytes"] > 200 * MIB
-    assert result.record["stage_out"]["files"] >= 2004
+    assert result.record.stage_in.method == "chirp (parrot)"
+    assert result.record.stage_in.files >= 2004 and result.record.stage_in.bytes > 200 * MIB
+    assert result.record.stage_out.files >= 2004
     assert tree_sums(ws / "back") == tree_sums(difficult_tree)  # in through chirp, out through chirp
     assert not [n for _, _, names in os.walk(ws) for n in names if ".scailfin-" in n]  # no temporaries left
 
@@ -85,14 +85,14 @@ def test_without_parrot_condor_chirp_takes_over_and_says_so(pool, tmp_path, chir
     for name in ODD_NAMES:
         (ws / "in" / name).write_text(name + "\n")
     (ws / "out").mkdir()
-    settings = Settings(submit_commands={"environment": "SCAILFIN_PARROT=/nonexistent/parrot_run"})
+    options = HTCondorSettings(submit_commands={"environment": "SCAILFIN_PARROT=/nonexistent/parrot_run"})
     step = ["sh", "-c", "for f in in/*; do tr a-z A-Z < \"$f\" > \"out/${f#in/}\"; done"]
-    with HTCondorScheduler(str(tmp_path / "run"), settings, batch_name="chirp-fallback") as sched:
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), options=options, batch_name="chirp-fallback") as sched:
         result = sched.run(chirp_job("fallback", step, ws, outputs=["out"]))
     assert result.ok, result.describe() + "\n" + result.stderr_tail()
-    assert result.record["stage_in"]["method"] == "chirp (condor_chirp)"
+    assert result.record.stage_in.method == "chirp (condor_chirp)"
     assert "no parrot_run on this worker (SCAILFIN_PARROT=/nonexistent/parrot_run): fell back to condor_chirp" in \
-        result.record["stage_in"]["notes"]
+        result.record.stage_in.notes
     ascii_upper = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)  # what tr a-z A-Z does
     assert {n: (ws / "out" / n).read_text() for n in ODD_NAMES} == {n: n.translate(ascii_upper) + "\n" for n in ODD_NAMES}
 
@@ -102,24 +102,24 @@ def test_condor_chirp_refuses_a_file_over_its_limit_instead_of_a_truncated_copy(
     ws.mkdir()
     with open(ws / "huge.bin", "wb") as f:  # sparse: 2 GiB on paper, nothing on disk
         f.truncate(2 ** 31)
-    settings = Settings(submit_commands={"environment": "SCAILFIN_PARROT=/nonexistent/parrot_run"})
-    with HTCondorScheduler(str(tmp_path / "run"), settings, batch_name="chirp-too-large") as sched:
+    options = HTCondorSettings(submit_commands={"environment": "SCAILFIN_PARROT=/nonexistent/parrot_run"})
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), options=options, batch_name="chirp-too-large") as sched:
         result = sched.run(chirp_job("too-large", ["true"], ws))
     assert result.exit_code == 254
     assert f"{ws}/huge.bin is 2147483648 bytes: condor_chirp cannot move a file over 2147483647 bytes" in \
-        result.shim_error["message"]
+        result.shim_error.message
     assert os.path.getsize(ws / "huge.bin") == 2 ** 31
 
 
 def test_without_the_io_proxy_chirp_fails_clearly(pool, tmp_path, chirp_job):
     ws = tmp_path / "ws"
     ws.mkdir()
-    settings = Settings(job_attributes={"WantIOProxy": "false"})
-    with HTCondorScheduler(str(tmp_path / "run"), settings, batch_name="chirp-no-proxy") as sched:
+    options = HTCondorSettings(job_attributes={"WantIOProxy": "false"})
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), options=options, batch_name="chirp-no-proxy") as sched:
         result = sched.run(chirp_job("no-proxy", ["true"], ws))
     assert result.exit_code == 254
-    assert "the HTCondor I/O proxy is not available to this job" in result.shim_error["message"]
-    assert "+WantIOProxy = true" in result.shim_error["message"]
+    assert "the HTCondor I/O proxy is not available to this job" in result.shim_error.message
+    assert "+WantIOProxy = true" in result.shim_error.message
 
 
 def test_an_output_symlink_leaving_the_workspace_is_refused(pool, tmp_path, chirp_job):
@@ -130,7 +130,7 @@ def test_an_output_symlink_leaving_the_workspace_is_refused(pool, tmp_path, chir
     with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="chirp-escape") as sched:
         result = sched.run(chirp_job("escape", step, ws, outputs=["."]))
     assert result.exit_code == 254
-    assert "is a symbolic link leaving the workspace (to /etc/passwd): refused" in result.shim_error["message"]
+    assert "is a symbolic link leaving the workspace (to /etc/passwd): refused" in result.shim_error.message
     assert not os.path.lexists(ws / "escape") and (ws / "keep.txt").read_text() == "old\n"
 
 

@@ -1,0 +1,72 @@
+# Gathering jobs that become ready together into one submission (one HTCondor transaction, one
+# Slurm array): a scatter's jobs arrive milliseconds apart. A batch leaves once no job has joined
+# it for QUIET_S, and at most WINDOW_S after its first job, so a lone step is not held back.
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+QUIET_S = 0.05
+WINDOW_S = 0.25
+
+
+class Batcher:
+    """send(batch) runs on the batcher's own thread; if it raises, fail(handle, error) is called
+    for each job of the batch. Cancelled handles (handle.cancelled) never leave."""
+
+    def __init__(self, send: Callable[[list], None], fail: Callable[[object, Exception], None], name: str):
+        self.send, self.fail = send, fail
+        self._cond = threading.Condition()
+        self._queue: list = []
+        self._last = 0.0  # when the last job joined the queue
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def add(self, handle) -> None:
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("closed: no more jobs are submitted")
+            self._queue.append(handle)
+            self._last = time.monotonic()
+            self._cond.notify_all()
+
+    def withdraw(self, handle) -> bool:
+        """Take a job out before it is sent; whether it was still waiting."""
+        with self._cond:
+            if handle in self._queue:
+                self._queue.remove(handle)
+                return True
+            return False
+
+    def close(self) -> list:
+        """Stop sending; the jobs that were still waiting."""
+        with self._cond:
+            self._closing = True
+            pending, self._queue = self._queue, []
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        return pending
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                deadline = time.monotonic() + WINDOW_S
+                while not self._closing:
+                    wait = min(deadline, self._last + QUIET_S) - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                batch, self._queue = [h for h in self._queue if not h.cancelled], []
+            if batch:
+                try:
+                    self.send(batch)
+                except Exception as e:  # noqa: BLE001  (each job fails with the reason)
+                    for handle in batch:
+                        self.fail(handle, e)

@@ -1,0 +1,291 @@
+# The htcondor scheduler: every job description becomes a vanilla-universe HTCondor job whose
+# executable launches the worker shim (description and rows: submit.py). Jobs that become ready
+# together go to the schedd in one transaction (batching.py); one job event log per run tells us
+# what happens to them (events.py); holds become failures carrying HoldReason, or are released
+# when transient; evictions rerun up to max_retries; cancel and close remove the run's jobs.
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ...config import Settings
+from ...job import Job, Result, read_result
+from ...shipping import build_shim
+from ...transfers import mode as transfer_mode
+from .. import JobHandle, Scheduler, SchedulerError
+from ..batching import Batcher
+from . import submit
+from .events import EventFollower
+from .settings import HTCondorSettings
+
+TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
+PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
+
+
+@dataclass
+class CondorJob:
+    """What we know of one job, from the event log."""
+    cluster: int | None = None
+    proc: int | None = None
+    state: str = "pending"  # pending, idle, running, held, done, failed
+    evictions: int = 0
+    releases: int = 0
+    failure: str | None = None  # why we removed it
+    result: Result | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def id(self) -> str:
+        return f"{self.cluster}.{self.proc}"
+
+
+class HTCondorScheduler(Scheduler):
+    name = "htcondor"
+    help = "an HTCondor pool, through the htcondor2 bindings"
+    transfers = ("shared", "htcondor", "chirp")
+    options_class = HTCondorSettings
+
+    @classmethod
+    def from_settings(cls, settings, batch_name: str = "scailfin") -> "HTCondorScheduler":
+        return cls(settings.run_dir, settings, batch_name=batch_name)
+
+    def __init__(self, run_dir: str | None = None, settings=None, batch_name: str = "scailfin", progress: bool = True,
+                 options: HTCondorSettings | None = None):
+        self.settings = settings or Settings()
+        self.options = options or self.settings.of("htcondor")
+        if os.geteuid() == 0:
+            raise SchedulerError("refusing to submit as root: HTCondor runs root's jobs as nobody (or refuses them); "
+                                 "submit as the user whose files the workflow uses")
+        try:
+            import htcondor2
+        except ImportError as e:
+            raise SchedulerError(f"the htcondor scheduler needs the HTCondor Python bindings (pip install "
+                                 f"'htcondor>=25'): {e}") from None
+        self.htcondor = htcondor2
+        self.schedd, self.schedd_name = self._connect()
+        super().__init__(run_dir)
+        if "," in submit.submit_value("the run directory", self.run_dir):
+            raise SchedulerError(f"the run directory {self.run_dir} contains ',', which HTCondor's submit language "
+                                 "cannot carry in a file list")
+        self.batch_name = submit.label(batch_name)
+        self.run_id = uuid.uuid4().hex[:16]
+        self.shim = build_shim(self.run_dir)
+        self.event_log = os.path.join(self.run_dir, "events.log")
+        open(self.event_log, "a").close()
+        self._cond = threading.Condition()
+        self._ids: dict[tuple[int, int], JobHandle] = {}
+        self._closing = False
+        self._progress = progress
+        self._last_progress = ("", 0.0)
+        self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
+        self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
+                                       lambda: self._closing and not self._outstanding(), self._cond)
+
+    def _connect(self):
+        htcondor2, pool = self.htcondor, self.options.pool
+        where = pool or htcondor2.param.get("COLLECTOR_HOST", "the configured collector")
+        try:
+            collector = htcondor2.Collector(pool) if pool else htcondor2.Collector()
+            name = self.options.schedd
+            if name is None:
+                ads = collector.query(htcondor2.AdType.Schedd, projection=["Name"])
+                if not ads:
+                    raise SchedulerError(f"the pool at {where} advertises no schedd")
+                name = ads[0]["Name"]
+            ad = collector.locate(htcondor2.DaemonType.Schedd, name)
+        except SchedulerError:
+            raise
+        except Exception as e:  # noqa: BLE001  (the bindings raise several kinds)
+            raise SchedulerError(f"cannot reach the HTCondor collector at {where}: {e}") from None
+        try:
+            schedd = htcondor2.Schedd(ad)
+            schedd.query(constraint="false", projection=["ClusterId"])
+        except Exception as e:  # noqa: BLE001
+            raise SchedulerError(f"cannot reach the schedd {name} (pool {where}): {e}") from None
+        return schedd, name
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.max_parallel or 1000
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> JobHandle:
+        handle = self._prepare(job)
+        handle.native = CondorJob()
+        try:
+            self._batcher.add(handle)
+        except RuntimeError:
+            raise SchedulerError("the scheduler is closed") from None
+        return handle
+
+    def _ready(self, job: Job, directory: str) -> Job:
+        """Lay out the job's directory for HTCondor: the outbox, and what its transfer mode sends."""
+        os.makedirs(os.path.join(directory, submit.OUTBOX))
+        submit.submit_value("the workspace", job.workspace)
+        submit.submit_value("the image", job.image)
+        return transfer_mode(job.transfer).ship(job, directory, submit.RESERVED_NAMES)
+
+    def description(self) -> dict[str, str]:
+        return submit.description(self.options, self.batch_name, self.run_id, self.event_log, self.htcondor.classad.quote)
+
+    def row(self, handle: JobHandle) -> dict[str, str]:
+        return submit.row(handle.job, handle.directory, self.shim, self.settings.worker_python,
+                          self.htcondor.classad.quote)
+
+    def _submit_batch(self, batch: list[JobHandle]) -> None:
+        rows = [self.row(h) for h in batch]
+        result = self.schedd.submit(self.htcondor.Submit(self.description()), itemdata=iter(rows))
+        cluster, first = result.cluster(), result.first_proc()
+        with self._cond:
+            for offset, handle in enumerate(batch):
+                native = handle.native
+                native.cluster, native.proc, native.state = cluster, first + offset, "idle"
+                self._ids[(cluster, first + offset)] = handle
+        self._show_progress()
+
+    def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
+        self._complete(handle, Result(handle.job.id, None, error=f"submission to {self.schedd_name} failed: {error}"))
+
+    # -- following -----------------------------------------------------------------------------
+
+    def _outstanding(self) -> dict:
+        with self._cond:
+            return {(h.native.cluster, h.native.proc): (h.native.state, h.job.id) for h in self._handles
+                    if h.native and h.native.cluster is not None and not h.native.done.is_set()}
+
+    def _on_event(self, event) -> None:
+        types = self.htcondor.JobEventType
+        with self._cond:
+            handle = self._ids.get((event.cluster, event.proc))
+        if handle is None:
+            return
+        native = handle.native
+        if event.type == types.EXECUTE:
+            native.state = "running"
+        elif event.type == types.JOB_EVICTED:
+            native.state = "idle"
+            native.evictions += 1
+            if native.evictions > self.options.max_retries:
+                self._remove(handle, f"evicted {native.evictions} times (max_retries {self.options.max_retries})")
+        elif event.type == types.JOB_HELD:
+            self._on_hold(handle, event)
+        elif event.type == types.JOB_RELEASED:
+            native.state = "idle"
+        elif event.type == types.JOB_TERMINATED:
+            self._complete(handle, self._collect(handle, event))
+        elif event.type == types.JOB_ABORTED:
+            transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, "/nonexistent")
+            reason = native.failure or ("cancelled" if handle.cancelled else
+                                        f"removed from the queue ({event.get('Reason', 'no reason given')})")
+            self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
+                                          stderr_log=handle.stderr_log))
+        self._show_progress()
+
+    def _on_hold(self, handle: JobHandle, event) -> None:
+        native = handle.native
+        native.state = "held"
+        reason = event.get("HoldReason", "no reason given")
+        code, subcode = int(event.get("HoldReasonCode", 0)), int(event.get("HoldReasonSubCode", 0))
+        transient = code in TRANSIENT_HOLD_CODES and subcode not in PERMANENT_SUBCODES
+        if transient and native.releases < self.options.max_retries:
+            native.releases += 1
+            self._act(self.htcondor.JobAction.Release, handle, f"scailfin-exec: transient hold, retry {native.releases}")
+            return
+        self._remove(handle, f"held by HTCondor: {reason} (HoldReasonCode {code}, HoldReasonSubCode {subcode})")
+
+    def _remove(self, handle: JobHandle, why: str) -> None:
+        handle.native.failure = handle.native.failure or why
+        self._act(self.htcondor.JobAction.Remove, handle, "scailfin-exec: " + why[:200])
+
+    def _act(self, action, handle: JobHandle, reason: str) -> None:
+        try:
+            self.schedd.act(action, handle.native.id, reason)
+        except Exception as e:  # noqa: BLE001
+            print(f"scailfin-exec: htcondor: {action.name} of job {handle.native.id} failed: {e}", file=sys.stderr)
+
+    def _collect(self, handle: JobHandle, event) -> Result:
+        status = int(event.get("ReturnValue", -1)) if event.get("TerminatedNormally", True) else \
+            128 + int(event.get("TerminatedBySignal", 0))
+        returned = os.path.join(handle.directory, submit.OUTBOX)
+        brought = os.path.join(returned, "job.result.json")
+        if os.path.exists(brought):  # where every scheduler keeps it
+            os.replace(brought, handle.result_file)
+        result = read_result(handle.job.id, handle.result_file, status,
+                             stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
+        error = transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, returned)
+        if error:
+            result.error = error
+        return result
+
+    def _complete(self, handle: JobHandle, result: Result) -> None:
+        native = handle.native
+        with self._cond:
+            if native.done.is_set():
+                return
+            native.result = result
+            native.state = "done" if result.ok else "failed"
+            native.done.set()
+            self._cond.notify_all()
+
+    # -- the Scheduler interface ---------------------------------------------------------------
+
+    def poll(self, handle: JobHandle) -> Result | None:
+        return handle.native.result if handle.native.done.is_set() else None
+
+    def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
+        if not handle.native.done.wait(timeout):
+            raise TimeoutError(f"job {handle.job.id} still running after {timeout} s")
+        return handle.native.result
+
+    def cancel(self, handle: JobHandle) -> None:
+        with self._cond:
+            handle.cancelled = True
+        if self._batcher.withdraw(handle) or handle.native.cluster is None:
+            self._complete(handle, Result(handle.job.id, None, error="cancelled"))
+        elif not handle.native.done.is_set():
+            self._act(self.htcondor.JobAction.Remove, handle, "scailfin-exec: cancelled")
+
+    def close(self) -> None:
+        """Remove every job of this run still in the queue, and stop following the event log."""
+        with self._cond:
+            self._closing = True
+        for handle in self._batcher.close():
+            handle.cancelled = True
+            self._complete(handle, Result(handle.job.id, None, error="cancelled"))
+        outstanding = [h for h in self._handles if h.native and not h.native.done.is_set()]
+        if outstanding:
+            for handle in outstanding:
+                handle.cancelled = True
+            try:
+                self.schedd.act(self.htcondor.JobAction.Remove, f'ScailfinRun == "{self.run_id}"',
+                                "scailfin-exec: the workflow run ended")
+            except Exception as e:  # noqa: BLE001
+                print(f"scailfin-exec: htcondor: removing the run's jobs failed: {e}", file=sys.stderr)
+            deadline = time.monotonic() + 30
+            for handle in outstanding:
+                handle.native.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._cond.notify_all()
+        self._follower.join(timeout=5)
+        self._show_progress(final=True)
+
+    def _show_progress(self, final: bool = False) -> None:
+        if not self._progress or not self._handles:
+            return
+        counts = {"idle": 0, "running": 0, "held": 0, "done": 0, "failed": 0}
+        for handle in list(self._handles):
+            state = handle.native.state if handle.native else "pending"
+            counts["idle" if state == "pending" else state] += 1
+        line = "htcondor: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + f" ({self.batch_name})"
+        previous, when = self._last_progress
+        now = time.monotonic()
+        if line != previous and (final or now - when >= 1.0 or counts["idle"] + counts["running"] + counts["held"] == 0):
+            self._last_progress = (line, now)
+            print(line, file=sys.stderr, flush=True)

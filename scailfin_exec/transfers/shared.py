@@ -1,0 +1,22 @@
+# The shared transfer mode, submit half: nothing travels (the worker sees the workspace at the same
+# path); once the job has ended, a killed attempt's private copy is cleared from the workspace.
+
+from __future__ import annotations
+
+from ..job import Job
+from ..worker.transfers import remove_leftovers
+
+IO_PROXY = False
+
+
+def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
+    return job
+
+
+def inputs(job: Job) -> list[str]:
+    return []
+
+
+def bring_back(job: Job, directory: str, returned: str) -> str | None:
+    remove_leftovers(job)
+    return None

@@ -1,0 +1,106 @@
+# Charliecloud: ch-run has no PID namespace and cannot bind read-only or onto a mount point a
+# read-only image lacks, so it runs inside the keeper's own namespaces (keeper.py, "namespace");
+# images are unpacked trees (from the image roots, an archive unpacked into the cache, or a pull
+# with ch-image).
+
+import os
+from typing import Dict
+
+from .. import images, procs
+from ..images import ResolvedImage
+from ..jobspec import inside
+from . import DEFAULT_PATH, BindError, ContainerRuntime, Invocation, register
+
+
+class CharliecloudRuntime(ContainerRuntime):
+    name = "charliecloud"
+    program = "ch-run"
+    preference = 40
+
+    def detect(self, environ):
+        return super().detect(_with_user(environ))
+
+    def bind_problem(self, bind):
+        if ":" in bind.target:
+            return "ch-run's -b SRC:DST cannot express a target path containing ':'"
+        return None
+
+    def command(self, exe, version, spec, environ):
+        image = spec.image.location
+        area = os.path.join(spec.scratch, ".scailfin-ns")
+        if ":" in area:
+            raise BindError("charliecloud: the job's scratch directory {} contains ':', which ch-run's -b cannot "
+                            "express".format(spec.scratch))
+        # --private-tmp: the host's /tmp is never the container's
+        argv = [exe] + list(spec.options) + ["--private-tmp", "--unset-env=*", "--env-no-expand"]
+        if os.path.isfile(os.path.join(image, "ch", "environment")):
+            argv.append("--set-env")  # the image's own environment (ch-image keeps it there)
+        env = dict(spec.env)
+        if "PATH" not in env and not os.path.isfile(os.path.join(image, "ch", "environment")):
+            env["PATH"] = DEFAULT_PATH
+        argv += ["--set-env={}={}".format(k, v) for k, v in sorted(env.items())]
+        # the container's /tmp is a directory of the keeper's own, holding the mount points of
+        # what is bound under /tmp (ch-run would make a directory even for a file)
+        tmp = os.path.join(area, "tmp")
+        argv += ["-b", "{}:/tmp".format(tmp)]
+        kept, targets = [], []
+        for number, bind in enumerate(spec.binds):
+            source = bind.source
+            if not bind.writable or ":" in source:  # read-only (or unexpressible): mounted by the keeper
+                source = os.path.join(area, "bind", str(number))
+                kept.append((bind.source, source, bind.writable))
+            argv += ["-b", source if source == bind.target else "{}:{}".format(source, bind.target)]
+            if not any(inside(bind.target, t) for t, _ in targets):
+                targets.append((bind.target, os.path.isdir(bind.source)))
+        if not any(inside(spec.workdir, t) for t, _ in targets):
+            targets.append((spec.workdir, True))
+        points = [(image, "/tmp", True), (tmp, "/", True)] + [
+            (tmp, t[len("/tmp"):], d) if inside(t, "/tmp") else (image, t, d) for t, d in targets]
+        argv += ["-c", spec.workdir, image, "--"] + list(spec.argv)
+        notes = [] if spec.network else ["charliecloud shares the host network"]
+        if spec.gpus:
+            notes.append("charliecloud: GPU libraries must be in the image (ch-fromhost --nvidia)")
+        if spec.entrypoint:
+            notes.append("charliecloud does not run image ENTRYPOINTs: the command ran as given")
+        return Invocation(argv, _with_user(environ), notes, contain="namespace", binds=kept, mount_points=points,
+                          image=image, area=area)
+
+    def resolve(self, ref, exe, found, cache, sources, tried, options, environ):
+        if "dir" in found:
+            return ResolvedImage(str(ref), "dir", found["dir"], "unpacked tree: " + found["dir"])
+        final = os.path.join(cache, "dir", ref.cache_name)
+        if os.path.isdir(final):
+            return ResolvedImage(str(ref), "dir", final, "cached directory: " + final)
+        tried.append("not in the cache ({})".format(final))
+        archive = images.archive_to_dir(ref, found, cache, tried)
+        if archive is not None:
+            return archive
+        if not sources.pull:
+            return None
+        bindir = os.path.dirname(exe)
+        storage = os.path.join(cache, "ch-image")
+
+        def pull(tmp):
+            # ch-image locks its whole storage directory: serialise every use of it
+            with images.locked(storage + ".lock", images.LOCK_TIMEOUT):
+                images.checked(procs.run([os.path.join(bindir, "ch-image"), "-s", storage, "pull", str(ref)],
+                                         timeout=images.PULL_TIMEOUT), "ch-image pull " + str(ref))
+                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-s", storage, "-i", "ch-image", str(ref), tmp],
+                                         timeout=images.PULL_TIMEOUT), "ch-convert {} to a directory".format(ref))
+        made = images.prepare_cached(final, pull)
+        return ResolvedImage(str(ref), "dir", final, ("pulled {} into {}" if made else "cached directory {1} (pulled by another job)").format(ref, final))
+
+
+def _with_user(environ) -> Dict[str, str]:
+    """ch-run refuses to start without $USER, which batch jobs often lack."""
+    environ = dict(environ)
+    if not environ.get("USER"):
+        try:
+            import pwd
+            environ["USER"] = pwd.getpwuid(os.getuid()).pw_name
+        except (KeyError, ImportError):
+            environ["USER"] = str(os.getuid())
+    return environ
+
+
+register(CharliecloudRuntime())
