@@ -30,8 +30,7 @@ def setting(default, help, env=None, metavar=None, cli=True, **kw):
 
 @dataclass
 class Settings:
-    scheduler: str = setting("local", "where steps run (one of the schedulers below; default: local, this "
-                             "machine, no batch system)", env="SCAILFIN_SCHEDULER", metavar="NAME")
+    scheduler: str = setting("local", "where steps run (default: local)", env="SCAILFIN_SCHEDULER", metavar="NAME")
     runtime: list[str] = setting([], "container runtime preference on the worker, comma-separated, or 'auto' for the "
                                  "default order " + ",".join(default_order()) + " (a worker's own SCAILFIN_RUNTIME "
                                  "applies when this is auto)", env="SCAILFIN_RUNTIME", metavar="LIST")
@@ -167,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser, group_title: str = "scailfin-
                   only: tuple[str, ...] | None = None) -> None:
     """Add one --option per setting (or those named in `only`), plus --config, to a parser: the
     global ones in one group, each scheduler's in a group of its own."""
-    from .schedulers import scheduler_class
+    from .schedulers import SCHEDULERS, scheduler_class
 
     groups = {None: parser.add_argument_group(group_title)}
     groups[None].add_argument("--config", metavar="FILE", help="YAML file with any of the settings below as keys "
@@ -179,6 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser, group_title: str = "scailfin-
             groups[owner] = parser.add_argument_group(f"{owner} scheduler options ({scheduler_class(owner).help})")
         env = f.metadata["env"]
         help_text = f.metadata["help"] + (f" (environment: {env})" if env else "")
+        if name == "scheduler":  # what the registry holds, and the transfer modes each takes
+            help_text += "; one of: " + "; ".join(
+                f"{s} ({scheduler_class(s).help}; transfer {', '.join(scheduler_class(s).transfers)})" for s in SCHEDULERS)
         groups[owner].add_argument("--" + name.replace("_", "-"), dest="scailfin_" + name,
                                    metavar=f.metadata["metavar"], default=None, help=help_text,
                                    action="append" if name == "image_roots" else "store")

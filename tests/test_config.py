@@ -6,6 +6,8 @@ import pytest
 
 from scailfin_exec.config import ConfigError, Settings, add_arguments, load_settings
 
+pytestmark = pytest.mark.fast
+
 
 def parse(argv, environ=None, config_file=None):
     parser = argparse.ArgumentParser()

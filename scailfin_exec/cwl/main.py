@@ -45,19 +45,10 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
     parser = arg_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args)
+        settings = _settings(args)
     except ConfigError as e:
         print(f"scailfin-cwl: error: {e}", file=sys.stderr)
         return 2
-    # cwltool's own container options, in scailfin-exec's terms
-    if "runtime" not in settings.explicit:
-        if getattr(args, "singularity", False):
-            settings.runtime = ["apptainer", "singularity"]
-        elif getattr(args, "podman", False):
-            settings.runtime = ["podman"]
-    if not getattr(args, "pull_image", True) and "pull" not in settings.explicit:
-        settings.pull = False
-
     workflow = os.path.basename(args.workflow or "cwl").rsplit(".", 1)[0]
     backend = CWLBackend(settings, workflow=workflow)
     if args.workflow:
@@ -94,17 +85,32 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
             signal.signal(sig, handler)
         backend.close()
         cwltool.main._terminate_processes()
-    scheduler = backend.closed_scheduler
-    if interrupted.is_set():
-        code = 130
-    if scheduler is not None:
-        if settings.run_dir is None and (code == 0 or not scheduler.handles):
-            # a temporary one, and nothing in it to look at (--run-dir keeps everything)
-            shutil.rmtree(scheduler.run_dir, ignore_errors=True)
-        elif scheduler.handles:
-            print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}",
-                  file=sys.stderr)
+    code = 130 if interrupted.is_set() else code
+    _leave_run_directory(backend.closed_scheduler, settings, code)
     return code
+
+
+def _settings(args):
+    """scailfin-exec's settings, with cwltool's own container options in its terms."""
+    settings = load_settings(args)
+    if "runtime" not in settings.explicit:
+        if getattr(args, "singularity", False):
+            settings.runtime = ["apptainer", "singularity"]
+        elif getattr(args, "podman", False):
+            settings.runtime = ["podman"]
+    if not getattr(args, "pull_image", True) and "pull" not in settings.explicit:
+        settings.pull = False
+    return settings
+
+
+def _leave_run_directory(scheduler, settings, code: int) -> None:
+    """A temporary run directory with nothing to look at goes; otherwise say where it is."""
+    if scheduler is None:
+        return
+    if settings.run_dir is None and (code == 0 or not scheduler.handles):  # --run-dir keeps everything
+        shutil.rmtree(scheduler.run_dir, ignore_errors=True)
+    elif scheduler.handles:
+        print(f"scailfin-cwl: job descriptions, result records and step logs are in {scheduler.run_dir}", file=sys.stderr)
 
 
 def run() -> None:

@@ -12,8 +12,7 @@ import subprocess
 import tempfile
 
 from ..job import Job
-from ..worker.jobspec import escaping_link
-from ..worker.transfers import needed_paths
+from ..worker.transfers import escaping_link, needed_paths
 from ..worker.transfers.htcondor import OUTPUTS_TAR
 
 IO_PROXY = False

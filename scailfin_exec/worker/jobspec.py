@@ -103,40 +103,6 @@ def normalise(path: str) -> str:
     return "/" + path.lstrip("/") if path.startswith("/") else path
 
 
-def escaping_link(path: str, local_root: str, container_root: Optional[str] = None) -> Optional[str]:
-    """If path (under local_root, which the step saw at container_root) is a symbolic link whose
-    chain, followed as the step sees it, leaves the workspace, its target as written; else None.
-    Every transfer mode refuses such an output."""
-    if not os.path.islink(path):
-        return None
-    written, container_root = os.readlink(path), container_root or local_root
-    pending, resolved, hops = os.path.relpath(path, local_root).split("/"), [], 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not resolved:
-                return written  # above the workspace
-            resolved.pop()
-            continue
-        here = os.path.join(local_root, *resolved, part)
-        if not os.path.islink(here):
-            resolved.append(part)
-            continue
-        hops += 1
-        target = os.readlink(here)
-        if hops > 40:
-            return written
-        if target.startswith("/"):
-            target = normalise(target)
-            if not inside(target, container_root):
-                return written
-            resolved, target = [], target[len(container_root):]
-        pending = target.split("/") + pending
-    return None
-
-
 _NESTED = {"resources": Resources, "images": ImageSources}
 
 
@@ -240,81 +206,28 @@ def _resources(data: Any) -> "Resources":
 
 def job_from_dict(data: Any) -> Job:
     """Validate a decoded job description and build a Job; JobError says what is wrong."""
-    _check_type("job", data, dict, "a JSON object")
-    version = data.get("version")
-    if version is None:
-        raise JobError("job: missing field 'version'")
-    _check_type("job.version", version, int, "an integer")
-    if version > FORMAT_VERSION:
-        raise JobError(
-            "job.version: format {} is newer than this shim understands ({}); "
-            "ship the shim from the same scailfin-exec that wrote the job".format(version, FORMAT_VERSION)
-        )
-    if version < 1:
-        raise JobError("job.version: must be >= 1, got {}".format(version))
-    fields = _fields(Job)
-    body = {k: v for k, v in data.items() if k != "version"}
-    unknown = sorted(_name(k) for k in set(body) - set(fields))
-    if unknown:
-        raise JobError("job: unknown field(s) {}".format(", ".join(unknown)))
-    missing = [k for k, default in fields.items() if default is _REQUIRED and k not in body]
-    if missing:
-        raise JobError("job: missing field(s) {}".format(", ".join(missing)))
-
+    body = _fields_of(data)
     _identifier("job.id", body["id"])
-    _check_type("job.image", body["image"], str, "an image reference or path")
-    if os.path.isabs(body["image"]):
-        body["image"] = _abs("job.image", body["image"], root_allowed=False)
-    else:  # the grammar the worker applies, here too: a bad reference fails before submission
-        from .references import ReferenceError, parse_reference
-        try:
-            parse_reference(body["image"])
-        except ReferenceError as e:
-            raise JobError("job.image: {}".format(e))
+    body["image"] = _image(body["image"])
     body["argv"] = _str_list("job.argv", body["argv"])
     if not body["argv"]:
         raise JobError("job.argv: must name at least the program to run")
-    body["workspace"] = _abs("job.workspace", body["workspace"], root_allowed=False)
-    for key in ("stdin", "stdout", "stderr", "workdir"):
-        if body.get(key) is not None:
-            body[key] = _abs("job." + key, body[key])
+    _paths(body)
     if body.get("script") is not None:
         _check_type("job.script", body["script"], str, "a string")
         if body.get("stdin") is not None:
             raise JobError("job: 'script' is fed on stdin, so 'stdin' must not be set too")
-    binds = []
-    _check_type("job.binds", body.get("binds", []), list, "a list of binds")
-    for i, b in enumerate(body.get("binds", [])):
-        where = "job.binds[{}]".format(i)
-        b = _nested(where, Bind, b)
-        _check_type(where + ".writable", b.writable, bool, "true or false")
-        _check_type(where + ".on_worker", b.on_worker, bool, "true or false")
-        binds.append(Bind(_abs(where + ".source", b.source, root_allowed=False),
-                          _abs(where + ".target", b.target, root_allowed=False), b.writable, b.on_worker))
-    body["binds"] = binds
     body["env"] = _env("job.env", body.get("env", {}))
-    body["inputs"] = [_abs("job.inputs[{}]".format(i), p, root_allowed=False)
-                      for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
-    body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", ["."])))
     body["secrets"] = [v for v in _str_list("job.secrets", body.get("secrets", [])) if v]
     body["labels"] = _str_dict("job.labels", body.get("labels", {}))
-    staged = {}
-    for original, relative in _str_dict("job.staged", body.get("staged", {})).items():
-        if not relative or os.path.isabs(relative) or ".." in relative.split("/"):
-            raise JobError("job.staged[{}]: must be a path inside the scratch directory, got {}".format(
-                _short(original), _short(relative)))
-        staged[_abs("job.staged", original, root_allowed=False)] = relative
-    body["staged"] = staged
     body["resources"] = _resources(body.get("resources", {}))
-
     img = _nested("job.images", ImageSources, body.get("images", {}))
     roots = [_abs("job.images.roots[{}]".format(i), r) for i, r in enumerate(_str_list("job.images.roots", img.roots))]
     cache = _abs("job.images.cache", img.cache, root_allowed=False) if img.cache is not None else None
     _check_type("job.images.pull", img.pull, bool, "true or false")
     body["images"] = ImageSources(roots, cache, img.pull)
-
-    transfer = body.get("transfer", "shared")
     from .transfers import MODES
+    transfer = body.get("transfer", "shared")
     if transfer not in MODES:
         raise JobError("job.transfer: unknown transfer mode {} (known: {})".format(_short(transfer), ", ".join(MODES)))
     body["runtime"] = check_runtime_names("job.runtime", _str_list("job.runtime", body.get("runtime", [])))
@@ -325,6 +238,70 @@ def job_from_dict(data: Any) -> Job:
     _check_type("job.network", body.get("network", False), bool, "true or false")
     _check_type("job.entrypoint", body.get("entrypoint", False), bool, "true or false")
     return Job(**body)
+
+
+def _fields_of(data: Any) -> Dict[str, Any]:
+    """The job's fields (without 'version'), once the format version is one this shim reads and
+    no field is unknown or missing."""
+    _check_type("job", data, dict, "a JSON object")
+    version = data.get("version")
+    if version is None:
+        raise JobError("job: missing field 'version'")
+    _check_type("job.version", version, int, "an integer")
+    if version > FORMAT_VERSION:
+        raise JobError("job.version: format {} is newer than this shim understands ({}); ship the shim from the same "
+                       "scailfin-exec that wrote the job".format(version, FORMAT_VERSION))
+    if version < 1:
+        raise JobError("job.version: must be >= 1, got {}".format(version))
+    fields = _fields(Job)
+    body = {k: v for k, v in data.items() if k != "version"}
+    unknown = sorted(_name(k) for k in set(body) - set(fields))
+    if unknown:
+        raise JobError("job: unknown field(s) {}".format(", ".join(unknown)))
+    missing = [k for k, default in fields.items() if default is _REQUIRED and k not in body]
+    if missing:
+        raise JobError("job: missing field(s) {}".format(", ".join(missing)))
+    return body
+
+
+def _image(image: Any) -> str:
+    _check_type("job.image", image, str, "an image reference or path")
+    if os.path.isabs(image):
+        return _abs("job.image", image, root_allowed=False)
+    from .references import ReferenceError, parse_reference  # the worker's grammar, here too
+    try:
+        parse_reference(image)
+    except ReferenceError as e:
+        raise JobError("job.image: {}".format(e))
+    return image
+
+
+def _paths(body: Dict[str, Any]) -> None:
+    """The workspace, stdio, binds, inputs, outputs and staged copies: absolute and normalised."""
+    body["workspace"] = _abs("job.workspace", body["workspace"], root_allowed=False)
+    for key in ("stdin", "stdout", "stderr", "workdir"):
+        if body.get(key) is not None:
+            body[key] = _abs("job." + key, body[key])
+    binds = []
+    _check_type("job.binds", body.get("binds", []), list, "a list of binds")
+    for i, b in enumerate(body.get("binds", [])):
+        where = "job.binds[{}]".format(i)
+        b = _nested(where, Bind, b)
+        _check_type(where + ".writable", b.writable, bool, "true or false")
+        _check_type(where + ".on_worker", b.on_worker, bool, "true or false")
+        binds.append(Bind(_abs(where + ".source", b.source, root_allowed=False),
+                          _abs(where + ".target", b.target, root_allowed=False), b.writable, b.on_worker))
+    body["binds"] = binds
+    body["inputs"] = [_abs("job.inputs[{}]".format(i), p, root_allowed=False)
+                      for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
+    body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", ["."])))
+    staged = {}
+    for original, relative in _str_dict("job.staged", body.get("staged", {})).items():
+        if not relative or os.path.isabs(relative) or ".." in relative.split("/"):
+            raise JobError("job.staged[{}]: must be a path inside the scratch directory, got {}".format(
+                _short(original), _short(relative)))
+        staged[_abs("job.staged", original, root_allowed=False)] = relative
+    body["staged"] = staged
 
 
 def check_runtime_names(where: str, names: List[str]) -> List[str]:

@@ -18,7 +18,7 @@ from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTE
                       EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
                       result_path_for)
 from .transfers.htcondor import empty_outbox
-from .jobspec import FORMAT_VERSION, Job, JobError, check_runtime_names, load_job
+from .jobspec import Job, JobError, check_runtime_names, load_job
 from .runtimes import RUNTIMES, BindError, RunSpec, default_order
 
 class ShimFailure(Exception):
@@ -39,7 +39,7 @@ def runtime_order(job: Optional[Job], override: Optional[str], environ) -> List[
     return default_order()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scailfin-shim", description="Run one scailfin-exec job description in a container.")
     parser.add_argument("job", nargs="?", help="the job description (JSON)")
     parser.add_argument("--result", help="where to write the result record (default: JOB.result.json beside the job)")
@@ -49,6 +49,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "an outputs archive, even an empty one (batch systems bring it back as it is)")
     parser.add_argument("--image", help="the job's image (batch systems show it; must match the job file)")
     parser.add_argument("--workspace", help="the job's workspace (batch systems show it; must match the job file)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     environ = dict(os.environ)
     # batch jobs often start without PATH: runtimes want one (ch-run warns into the step's stderr)
@@ -59,23 +64,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if any(line.startswith("usable runtimes: ") and not line.endswith("none") for line in lines) else 1
     if not args.job:
         parser.error("a job file is required (or --doctor)")
-    record = {  # becomes a ResultRecord (results.py) when the job has ended
-        "version": results.RESULT_VERSION,
-        "job_format": FORMAT_VERSION,
-        "job_id": None,
-        "host": _host(),
-        "user": _user(),
-        "python": _python_version(),
-        "started": time.time(),
-        "timings": {},
-        "detection": [],
-        "notes": [],
-        "runtime": None,
-        "image": None,
-        "command": None,
-        "payload_exit_code": None,
-        "shim_error": None,
-    }
+    # the record's fields as they become known; a ResultRecord (results.py) when the job has ended
+    record = {"host": _host(), "user": _user(), "python": _python_version(), "started": time.time(), "timings": {},
+              "detection": [], "notes": []}
     if args.outbox:
         os.makedirs(args.outbox, exist_ok=True)
     result_file = args.result or (os.path.join(args.outbox, "job.result.json") if args.outbox else result_path_for(args.job))

@@ -13,6 +13,8 @@ from scailfin_exec.worker import jobspec
 
 from ..conftest import run_shim
 
+pytestmark = pytest.mark.fast
+
 
 def valid(**over):
     data = {"version": FORMAT_VERSION, "id": "step", "image": "docker.io/library/alpine", "argv": ["true"],

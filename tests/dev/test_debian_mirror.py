@@ -4,7 +4,11 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from ..conftest import REPO
+
+pytestmark = pytest.mark.fast
 
 SCRIPT = os.path.join(REPO, "dev", "debian-mirror")
 

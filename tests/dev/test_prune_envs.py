@@ -3,7 +3,11 @@
 import os
 import subprocess
 
+import pytest
+
 from ..conftest import REPO
+
+pytestmark = pytest.mark.fast
 
 
 def env(cache, name, owner):

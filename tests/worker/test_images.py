@@ -16,6 +16,7 @@ from scailfin_exec.worker.references import ReferenceError, parse_reference
 from scailfin_exec.worker.runtimes import RUNTIMES
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("text, normalised", [
     ("alpine", "docker.io/library/alpine:latest"),
     ("docker.io/bash:4.4", "docker.io/library/bash:4.4"),
@@ -30,12 +31,14 @@ def test_references_are_normalised_as_docker_does(text, normalised):
     assert str(parse_reference(text)) == normalised
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("text", ["Alpine", "a b", "", "alpine:", "alpine@sha256:xyz", "-x/y"])
 def test_invalid_references_are_refused(text):
     with pytest.raises(ReferenceError, match="invalid image reference"):
         parse_reference(text)
 
 
+@pytest.mark.fast
 def test_unpacked_tree_uses_cvmfs_layout():
     ref = parse_reference("alpine:3.20")
     assert ref.tree_candidates("/cvmfs/unpacked.cern.ch")[0] == "/cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/alpine:3.20"
@@ -43,6 +46,7 @@ def test_unpacked_tree_uses_cvmfs_layout():
     assert parse_reference("ghcr.io/o/i:1").shifter_name == "docker:ghcr.io/o/i:1"
 
 
+@pytest.mark.fast
 def test_apptainer_prefers_a_sif_in_the_tree_and_charliecloud_the_directory(tmp_path):
     base = tmp_path / "registry.hub.docker.com" / "library" / "alpine:latest"
     base.mkdir(parents=True)
@@ -54,6 +58,7 @@ def test_apptainer_prefers_a_sif_in_the_tree_and_charliecloud_the_directory(tmp_
     assert (directory.kind, directory.location) == ("dir", str(base))
 
 
+@pytest.mark.fast
 def test_missing_image_lists_every_place_tried(tmp_path):
     sources = ImageSources([str(tmp_path / "root")], str(tmp_path / "cache"), False)
     with pytest.raises(ImageError) as info:
@@ -65,6 +70,7 @@ def test_missing_image_lists_every_place_tried(tmp_path):
     assert "pulling is disabled" in message
 
 
+@pytest.mark.fast
 def test_image_given_as_a_missing_path_is_refused(tmp_path):
     with pytest.raises(ImageError, match="does not exist"):
         images.resolve(RUNTIMES["charliecloud"], "/usr/bin/ch-run", str(tmp_path / "nothing"), ImageSources(), {})
@@ -84,6 +90,7 @@ def _slow_producer(final, log, delay):
     return prepare_cached(final, produce)
 
 
+@pytest.mark.fast
 def test_concurrent_preparation_produces_once_and_never_exposes_a_partial_image(tmp_path):
     final, log = str(tmp_path / "cache" / "img"), str(tmp_path / "log")
     ctx = multiprocessing.get_context("fork")
@@ -101,6 +108,7 @@ def test_concurrent_preparation_produces_once_and_never_exposes_a_partial_image(
     assert sorted(os.listdir(tmp_path / "cache")) == ["img", "img.lock"]
 
 
+@pytest.mark.fast
 def test_a_temporary_left_by_a_killed_job_is_cleared(tmp_path):
     final, log = str(tmp_path / "cache" / "img"), str(tmp_path / "log")
     code = f"import sys; sys.path.insert(0, {os.getcwd()!r}); from tests.worker.test_images import _slow_producer; _slow_producer({final!r}, {log!r}, 30)"

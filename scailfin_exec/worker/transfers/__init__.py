@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .. import procs
-from ..jobspec import Bind, Job, escaping_link, inside
+from ..jobspec import Bind, Job, inside, normalise
 
 MODES = ("shared", "htcondor", "chirp")  # the modules here, one per transfer mode
 
@@ -84,6 +84,40 @@ def temporary_name(name: str, job_id: str) -> str:
 
 def temporary_mark(job_id: str) -> str:
     return ".scailfin-" + job_id
+
+
+def escaping_link(path: str, local_root: str, container_root: Optional[str] = None) -> Optional[str]:
+    """If path (under local_root, which the step saw at container_root) is a symbolic link whose
+    chain, followed as the step sees it, leaves the workspace, its target as written; else None.
+    Every transfer mode refuses such an output."""
+    if not os.path.islink(path):
+        return None
+    written, container_root = os.readlink(path), container_root or local_root
+    pending, resolved, hops = os.path.relpath(path, local_root).split("/"), [], 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return written  # above the workspace
+            resolved.pop()
+            continue
+        here = os.path.join(local_root, *resolved, part)
+        if not os.path.islink(here):
+            resolved.append(part)
+            continue
+        hops += 1
+        target = os.readlink(here)
+        if hops > 40:
+            return written
+        if target.startswith("/"):
+            target = normalise(target)
+            if not inside(target, container_root):
+                return written
+            resolved, target = [], target[len(container_root):]
+        pending = target.split("/") + pending
+    return None
 
 
 def needed_paths(job: Job) -> List[str]:
