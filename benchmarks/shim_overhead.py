@@ -1,11 +1,15 @@
 # Benchmark: the time the worker shim adds per job. For each runtime, N jobs run `true` through
-# `python3 SHIM job.json`, interleaved with the very runtime command the shim built, run directly
-# (the baseline, measured in the same run). Prints medians, the difference and the ratio.
+# `python3 SHIM job.json`, interleaved with the runtime's own command run directly (the baseline,
+# measured in the same run): the very command the shim built, binding the workspace itself rather
+# than the step's private copy of it, or, for Charliecloud, whose command the shim runs inside its
+# keeper's namespaces, the plain `ch-run` a user would type. Prints medians, the difference and
+# the ratio.
 #
 #   dev/as-test-user python benchmarks/shim_overhead.py [--jobs 20] [--runtime charliecloud,podman]
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +41,11 @@ def main():
         shim_argv = shim_command(sys.executable, shim, job_file)
         subprocess.run(shim_argv, check=True, stderr=subprocess.DEVNULL)  # warm up (imports the image once)
         record = json.load(open(job_file[:-5] + ".result.json"))
-        direct_argv = record["command"]
+        # the workspace bound itself (the shim binds the step's private copy of it, gone by now)
+        direct_argv = [re.sub(r"/\.scailfin-work-[^:,]*", "", arg) for arg in record["command"]]
+        if runtime == "charliecloud":  # its command names mount points only the keeper makes
+            direct_argv = [direct_argv[0], "--private-tmp", "--unset-env=*", "-b", workspace, "-c", workspace,
+                           record["image"]["location"], "--", "true"]
         env = dict(os.environ)
         if runtime == "charliecloud":
             env.setdefault("USER", record["user"])

@@ -75,7 +75,7 @@ def parse_reference(text: str) -> ImageRef:
     original = text
     if text.startswith("docker://"):
         text = text[len("docker://"):]
-    if not text or text != text.strip() or any(c.isspace() for c in text):
+    if not text or len(text.split()) != 1 or text != text.strip():  # no whitespace anywhere
         raise ReferenceError("invalid image reference {!r}".format(original))
     digest = None
     if "@" in text:
