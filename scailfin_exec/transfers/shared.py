@@ -1,5 +1,6 @@
 # The shared transfer mode, submit half: nothing travels (the worker sees the workspace at the same
-# path); once the job has ended, a killed attempt's private copy is cleared from the workspace.
+# path); once the job has ended, what a killed attempt left in the workspace is cleared (its
+# private copy; under chirp, its temporaries: the worker half says which).
 
 from __future__ import annotations
 
