@@ -75,6 +75,13 @@ class Result:
             return f"job {self.job_id}: {self.shim_error.message} (exit {self.exit_code})"
         return f"job {self.job_id}: exit {self.exit_code} ({where})"
 
+    def reason(self) -> str:
+        """Why it did not succeed, in one line, with what ran it where (a held job's reason, a
+        missing image, an exit code)."""
+        why = self.error or (self.shim_error.message if self.shim_error else f"exit code {self.exit_code}")
+        image = f", image {self.image}" if self.record and self.record.image else ""
+        return f"{why} ({self.runtime} on {self.host}{image})"
+
     def stderr_tail(self, lines: int = 10) -> str:
         if not self.stderr_log or not os.path.exists(self.stderr_log):
             return ""

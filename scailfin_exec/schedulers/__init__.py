@@ -82,6 +82,28 @@ class Scheduler(abc.ABC):
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job (queued or running); its result says it was cancelled."""
 
+    @abc.abstractmethod
+    def state(self, handle: JobHandle) -> str:
+        """Where the job is: "queued" (waiting, or held), "running", or "ended" (poll() has its result)."""
+
+    def native_id(self, handle: JobHandle) -> str | None:
+        """The batch system's own name for the job, once it has one (what adopt() needs)."""
+        return None
+
+    def restarts(self, handle: JobHandle) -> int:
+        """How often the job was run again (evictions, transient holds)."""
+        return 0
+
+    def adopt(self, jobs: list[tuple[Job, str | None]]) -> list[JobHandle | None]:
+        """Follow again jobs an earlier process of this scheduler started in this run directory
+        (each with its native_id as that process knew it, or None): a handle for each job found
+        still running or ended, None for one that never started (submit it again)."""
+        raise SchedulerError(f"the {self.name} scheduler cannot take over jobs")
+
+    def detach(self) -> None:
+        """Stop following the jobs without stopping them (adopt() finds them again)."""
+        raise SchedulerError(f"the {self.name} scheduler cannot leave jobs running")
+
     @property
     def handles(self) -> list[JobHandle]:
         """The jobs submitted so far."""
@@ -117,7 +139,12 @@ class Scheduler(abc.ABC):
         except FileExistsError:
             raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}") from None
         job_file = os.path.join(directory, "job.json")
-        job = write_job(self._ready(job, directory), job_file)
+        return self._handle(write_job(self._ready(job, directory), job_file))
+
+    def _handle(self, job: Job) -> JobHandle:
+        """The handle of a job whose directory and job file are there (new, or adopted)."""
+        directory = os.path.join(self.run_dir, job.id)
+        job_file = os.path.join(directory, "job.json")
         handle = JobHandle(job, directory, job_file, result_path_for(job_file),
                            os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
         self._handles.append(handle)

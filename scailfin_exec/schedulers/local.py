@@ -9,15 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import transfers as transfer_modes
-from ..job import Job, Result, read_result
+from ..job import Job, Result, read_result, result_path_for
 from ..shipping import build_shim, shim_command
 from . import JobHandle, Scheduler
 
 KILL_GRACE_S = 15  # the shim itself gives the runtime 10 s to stop its container
+ADOPTED_POLL_S = 0.2
+SHIM_PID = "shim.pid"  # how often an adopted job (not our child) is looked at
 
 
 class LocalScheduler(Scheduler):
@@ -39,6 +42,7 @@ class LocalScheduler(Scheduler):
         # daemon threads (not a ThreadPoolExecutor, whose threads the interpreter waits for
         # before atexit handlers run): an engine exiting on Ctrl-C can still cancel its jobs
         self._queue: queue.Queue = queue.Queue()
+        self._detached = False
         self._workers = [threading.Thread(target=self._work, name=f"scailfin-local-{n}", daemon=True)
                          for n in range(self._capacity)]
         for worker in self._workers:
@@ -50,14 +54,61 @@ class LocalScheduler(Scheduler):
 
     def submit(self, job: Job) -> JobHandle:
         handle = self._prepare(job)
-        handle.native = {"future": Future(), "proc": None}
+        handle.native = {"future": Future(), "proc": None, "pid": None}
         self._queue.put(handle)
         return handle
+
+    def state(self, handle: JobHandle) -> str:
+        native = handle.native
+        if native["future"].done():
+            return "ended"
+        return "running" if native["proc"] is not None or native["pid"] is not None else "queued"
+
+    def native_id(self, handle: JobHandle) -> str | None:
+        """The shim's process id, once it runs."""
+        proc, pid = handle.native["proc"], handle.native["pid"]
+        return str(proc.pid) if proc is not None else (str(pid) if pid is not None else None)
+
+    def adopt(self, jobs: list[tuple[Job, str | None]]) -> list[JobHandle | None]:
+        """Shims an earlier process started (in sessions of their own, they outlive it), found by
+        the pid it noted, the shim.pid file, or their command line; each is followed until its
+        result record is there. A job with neither a shim nor a record never started: None."""
+        handles = []
+        for job, native in jobs:
+            directory = os.path.join(self.run_dir, job.id)
+            job_file = os.path.join(directory, "job.json")
+            pid = _find_shim(native, directory, job_file)
+            if pid is None and not os.path.exists(result_path_for(job_file)):
+                handles.append(None)
+                continue
+            handle = self._handle(job)
+            handle.native = {"future": Future(), "proc": None, "pid": pid}
+            handle.native["future"].set_running_or_notify_cancel()
+            threading.Thread(target=self._follow_adopted, args=(handle,), name=f"scailfin-adopted-{job.id}",
+                             daemon=True).start()
+            handles.append(handle)
+        return handles
+
+    def _follow_adopted(self, handle: JobHandle) -> None:
+        while _is_shim_of(handle.native["pid"], handle.job_file) and not os.path.exists(handle.result_file):
+            time.sleep(ADOPTED_POLL_S)
+        while _is_shim_of(handle.native["pid"], handle.job_file):  # the record is written before the shim exits
+            time.sleep(ADOPTED_POLL_S)
+        result = self._cancelled(handle) if handle.cancelled else read_result(
+            handle.job.id, handle.result_file, None, stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
+        transfer_modes.mode(handle.job.transfer).bring_back(handle.job, handle.directory, handle.directory)
+        handle.native["future"].set_result(result)
+
+    def detach(self) -> None:
+        """Stop taking jobs; shims that run go on (in sessions of their own), queued jobs never start."""
+        self._detached = True
+        for _ in self._workers:
+            self._queue.put(None)
 
     def _work(self) -> None:
         while True:
             handle = self._queue.get()
-            if handle is None:
+            if handle is None or self._detached:
                 return
             future = handle.native["future"]
             if not future.set_running_or_notify_cancel():
@@ -86,6 +137,8 @@ class LocalScheduler(Scheduler):
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         cwd=handle.directory, start_new_session=True)
                 handle.native["proc"] = proc
+            with open(os.path.join(handle.directory, SHIM_PID), "w") as f:  # for a process taking over (adopt)
+                f.write(f"{proc.pid}\n")
             code = proc.wait()
         finally:
             for f in (out, err):
@@ -128,6 +181,9 @@ class LocalScheduler(Scheduler):
             handle.cancelled = True
             proc = handle.native["proc"]
         handle.native["future"].cancel()
+        if handle.native["pid"] is not None:  # adopted: not our child
+            _stop_group(handle.native["pid"], handle.job_file)
+            return
         if proc is None or proc.poll() is not None:
             return
         try:  # the whole process group: shim, runtime and what they started
@@ -146,6 +202,56 @@ class LocalScheduler(Scheduler):
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout=KILL_GRACE_S + 5)
+
+
+def _is_shim_of(pid: int | None, job_file: str) -> bool:
+    """Whether pid is (still) the shim running this job file, not a process that took its number."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return job_file.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _find_shim(native: str | None, directory: str, job_file: str) -> int | None:
+    """The live shim of a job: by the pid noted, the one in its directory, or a look through /proc
+    (a process that stopped between starting the shim and noting its pid) for the process running
+    the job file whose parent does not (the keeper, forked from the shim, runs it too)."""
+    candidates = [native]
+    try:
+        with open(os.path.join(directory, SHIM_PID)) as f:
+            candidates.append(f.read().strip())
+    except OSError:
+        pass
+    for candidate in candidates:
+        if candidate and candidate.isdigit() and _is_shim_of(int(candidate), job_file):
+            return int(candidate)
+    running = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _is_shim_of(int(entry), job_file)]
+    return next((pid for pid in running if _parent(pid) not in running), None)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_group(pid: int, job_file: str) -> None:
+    """SIGTERM to an adopted shim's process group (its keeper stops the step), SIGKILL later."""
+    for signum, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5)):
+        if not _is_shim_of(pid, job_file):
+            return
+        try:
+            os.killpg(pid, signum)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _is_shim_of(pid, job_file) and time.monotonic() < deadline:
+            time.sleep(ADOPTED_POLL_S)
 
 
 SCHEDULER = LocalScheduler

@@ -118,9 +118,7 @@ class Backend:
         result = self._results.get(proxy.job_id)
         if result is None:
             return "not finished"
-        where = f"{result.runtime} on {result.host}"
-        reason = result.error or (result.shim_error.message if result.shim_error else f"exit code {result.exit_code}")
-        message = f"step {proxy.step} ({proxy.job_id}) failed: {reason} ({where}, image {result.image})"
+        message = f"step {proxy.step} ({proxy.job_id}) failed: {result.reason()}"
         tail = result.stderr_tail(10)
         log.error("%s\n  last lines of its stderr:\n%s", message, "\n".join("    " + line for line in tail.splitlines()))
         return message

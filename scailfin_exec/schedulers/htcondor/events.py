@@ -25,7 +25,11 @@ class EventFollower:
         self.outstanding, self.done, self.cond = outstanding, done, cond
         self.events = htcondor2.JobEventLog(path)
         self.thread = threading.Thread(target=self._follow, name="htcondor-events", daemon=True)
-        self.thread.start()
+
+    def start(self) -> None:
+        """Begin reading (once): from the log's start, so that jobs adopted before are caught up."""
+        if not self.thread.is_alive() and self.thread.ident is None:
+            self.thread.start()
 
     def _follow(self) -> None:
         quiet_since = time.monotonic()
@@ -66,4 +70,5 @@ class EventFollower:
                 self.on_event(event)
 
     def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
+        if self.thread.ident is not None:
+            self.thread.join(timeout)

@@ -74,18 +74,19 @@ class HTCondorScheduler(Scheduler):
             raise SchedulerError(f"the run directory {self.run_dir} contains ',', which HTCondor's submit language "
                                  "cannot carry in a file list")
         self.batch_name = submit.label(batch_name)
-        self.run_id = uuid.uuid4().hex[:16]
+        self.run_id = _run_id(self.run_dir)
         self.shim = build_shim(self.run_dir)
         self.event_log = os.path.join(self.run_dir, "events.log")
         open(self.event_log, "a").close()
         self._cond = threading.Condition()
         self._ids: dict[tuple[int, int], JobHandle] = {}
-        self._closing = False
+        self._closing = self._detached = False
         self._progress = progress
         self._last_progress = ("", 0.0)
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
-                                       lambda: self._closing and not self._outstanding(), self._cond)
+                                       lambda: self._detached or (self._closing and not self._outstanding()),
+                                       self._cond)
 
     def _connect(self):
         htcondor2, pool = self.htcondor, self.options.pool
@@ -119,11 +120,52 @@ class HTCondorScheduler(Scheduler):
     def submit(self, job: Job) -> JobHandle:
         handle = self._prepare(job)
         handle.native = CondorJob()
+        self._follower.start()
         try:
             self._batcher.add(handle)
         except RuntimeError:
             raise SchedulerError("the scheduler is closed") from None
         return handle
+
+    def state(self, handle: JobHandle) -> str:
+        state = handle.native.state
+        return "ended" if handle.native.done.is_set() else "running" if state == "running" else "queued"
+
+    def native_id(self, handle: JobHandle) -> str | None:
+        return handle.native.id if handle.native.cluster is not None else None
+
+    def restarts(self, handle: JobHandle) -> int:
+        return handle.native.evictions + handle.native.releases
+
+    def adopt(self, jobs: list[tuple[Job, str | None]]) -> list[JobHandle | None]:
+        """Jobs of this run (ScailfinRun) an earlier process submitted, found by their job id in the
+        schedd's queue and history (whatever that process had noted); the run's event log, read
+        again from its start, tells what became of each. Call before submitting anything."""
+        constraint = f'ScailfinRun == "{self.run_id}"'
+        found = {}
+        for ad in list(self.schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "ScailfinJobId"])) + \
+                list(self.schedd.history(constraint, ["ClusterId", "ProcId", "ScailfinJobId"], match=-1)):
+            found[ad.get("ScailfinJobId")] = (int(ad["ClusterId"]), int(ad["ProcId"]))
+        handles = []
+        with self._cond:
+            for job, _ in jobs:
+                if job.id not in found:
+                    handles.append(None)  # never reached the schedd
+                    continue
+                handle = self._handle(job)
+                handle.native = CondorJob(*found[job.id], state="idle")
+                self._ids[found[job.id]] = handle
+                handles.append(handle)
+        self._follower.start()
+        return handles
+
+    def detach(self) -> None:
+        """Stop submitting and following; the run's jobs stay in the queue (adopt() finds them)."""
+        with self._cond:
+            self._closing = self._detached = True
+            self._cond.notify_all()
+        self._batcher.close()
+        self._follower.join(timeout=5)
 
     def _ready(self, job: Job, directory: str) -> Job:
         """Lay out the job's directory for HTCondor: the outbox, and what its transfer mode sends."""
@@ -254,6 +296,7 @@ class HTCondorScheduler(Scheduler):
 
     def close(self) -> None:
         """Remove every job of this run still in the queue, and stop following the event log."""
+        self._follower.start()  # (a run that submitted nothing has nothing to follow: it ends at once)
         with self._cond:
             self._closing = True
         for handle in self._batcher.close():
@@ -289,3 +332,17 @@ class HTCondorScheduler(Scheduler):
         if line != previous and (final or now - when >= 1.0 or counts["idle"] + counts["running"] + counts["held"] == 0):
             self._last_progress = (line, now)
             print(line, file=sys.stderr, flush=True)
+
+
+def _run_id(run_dir: str) -> str:
+    """This run's identity (ScailfinRun), kept in its directory: a scheduler opened again on the
+    directory is the same run, and finds its jobs."""
+    path = os.path.join(run_dir, "run-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        run_id = uuid.uuid4().hex[:16]
+        with open(path, "w") as f:
+            f.write(run_id + "\n")
+        return run_id
