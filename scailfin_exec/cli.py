@@ -10,7 +10,7 @@ import shutil
 import sys
 
 from . import __version__
-from .config import ConfigError, add_arguments, load_settings
+from .config import ConfigError, add_arguments, load_settings, setting_names
 from .job import JobError, load_job
 from .shipping import build_shim
 from .worker import shim as worker_shim
@@ -55,6 +55,36 @@ def _run_job(args) -> int:
     return result.exit_code if result.exit_code is not None else 1
 
 
+def _serve(args) -> int:
+    import logging
+
+    from .reana.api import DEFAULT_ROOTS, is_loopback, parse_listen, read_token, serve
+    from .reana.controller import Controller
+    from .schedulers import SchedulerError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        settings = load_settings(args)
+        host, port = parse_listen(args.listen)
+        token = read_token(args.token_file) if args.token_file else None
+        if token is None and not is_loopback(host):
+            raise ValueError(f"--listen {args.listen}: an address other than loopback needs --token-file (anyone "
+                             "who reaches the service runs commands as this user)")
+        if "run_dir" in settings.explicit:
+            print("scailfin-exec serve: run_dir is not used: jobs are kept under --state-dir", file=sys.stderr)
+        controller = Controller(settings, args.state_dir, args.workspace_root or DEFAULT_ROOTS, args.database)
+    except (ConfigError, ValueError, SchedulerError) as e:
+        print(f"scailfin-exec serve: error: {e}", file=sys.stderr)
+        return 2
+    serve(controller, host, port, token)
+    return 0
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "scailfin-exec", "serve")
+
+
 def _shim(args) -> int:
     path = build_shim(args.directory)
     if args.output:
@@ -86,6 +116,28 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="the job description file")
     add_arguments(run, only=("runtime", "image_roots", "image_cache", "pull", "worker_python", "run_dir"))
     run.set_defaults(func=_run_job)
+
+    srv = sub.add_parser("serve", help="a drop-in REANA job controller: REANA's workflow engines send their steps "
+                         "here over HTTP", description="Serve reana-job-controller's REST API (POST /jobs, GET "
+                         "/jobs, GET /jobs/ID, GET /jobs/ID/logs, DELETE /jobs/ID/, GET /job_cache, /shutdown), so "
+                         "REANA's engines, unmodified, run their steps through scailfin-exec's schedulers. "
+                         "compute_backend kubernetes (REANA's default) runs on --scheduler; htcondor and htcondor* "
+                         "(e.g. htcondorcern) on the htcondor scheduler. Jobs are kept in SQLite: stopped (SIGTERM) "
+                         "and started again on the same --state-dir, it takes over every job that had not ended.")
+    srv.add_argument("--listen", default="127.0.0.1:5000", metavar="HOST:PORT",
+                     help="address to listen on (default 127.0.0.1:5000, where REANA's engines look; any address "
+                     "other than loopback needs --token-file)")
+    srv.add_argument("--token-file", metavar="FILE", help="a file (mode 600) holding the token every request must "
+                     "carry (Authorization: Bearer TOKEN, or ?access_token=TOKEN); without it, no token is asked")
+    srv.add_argument("--workspace-root", action="append", metavar="DIR", help="a directory workflow workspaces must "
+                     "be inside (repeatable; default /var/reana, REANA's own); a request for any other is refused "
+                     "with 400")
+    srv.add_argument("--state-dir", default=_default_state_dir(), metavar="DIR", help="where the job database, the "
+                     "schedulers' run directories and each job's logs and result record are kept (default "
+                     "$XDG_STATE_HOME/scailfin-exec/serve, i.e. ~/.local/state/scailfin-exec/serve)")
+    srv.add_argument("--database", metavar="FILE", help="the SQLite job database (default STATE_DIR/jobs.sqlite)")
+    add_arguments(srv, only=tuple(name for name in setting_names() if name != "run_dir"))
+    srv.set_defaults(func=_serve)
 
     shp = sub.add_parser("shim", help="write the worker shim zipapp (run it on a worker: python3 SHIM job.json)",
                          description="Build the worker shim as one zipapp file. On a worker: "

@@ -116,6 +116,11 @@ def _declared() -> dict[str, tuple[Any, Any]]:
     return found
 
 
+def setting_names() -> list[str]:
+    """Every setting's name, global and each scheduler's."""
+    return list(_declared())
+
+
 def _convert(f, value: Any, source: str):
     """Coerce a value from YAML, the environment or the command line to the field's type."""
     kind = f.type  # a string: this module (and the schedulers') use postponed annotations
