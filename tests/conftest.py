@@ -2,6 +2,7 @@
 # stand-in executables that record command lines for runtimes that cannot be installed here.
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_configure(config):
+    # A test command started in the background by a non-interactive shell (`dev/test &`, some CI
+    # runners) inherits SIGINT ignored, and so would every child: the tests that press Ctrl-C on
+    # yadage-run or scailfin-cwl need it as a terminal gives it. A Python handler here is the
+    # default again in each child after exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if config.option.markexpr == "fast":
         return  # the fast tier (dev/test --fast): pure tests, any user, no site, no container
     if os.getuid() == 0:

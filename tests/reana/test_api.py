@@ -192,3 +192,23 @@ def test_another_address_than_loopback_needs_a_token(serve, tmp_path):
     assert refused.status_code == 401 and "token" in refused.json()["message"]
     assert requests.get(url, headers={"Authorization": "Bearer s3cret-token-0123456789"}, timeout=10).json() == []
     assert requests.get(url, params={"access_token": "s3cret-token-0123456789"}, timeout=10).status_code == 200
+
+
+def test_an_unpacked_image_and_cvmfs_come_from_the_workers_cvmfs_on_the_pool(serve, reana_client):
+    # no image roots given to the service: only the worker's /cvmfs/unpacked.cern.ch has the image
+    service = serve("--scheduler", "htcondor", "--transfer", "htcondor", "--runtime", "apptainer", images=False)
+    ws = workspace(service.root)
+    job_id = reana_client("submit", json.dumps(client_request(
+        ws, "ls /cvmfs/unpacked.cern.ch/registry.hub.docker.com/library > listing.txt", unpacked_img=True,
+        cvmfs_mounts="true", htcondor_max_runtime="espresso")))["job_id"]
+    job = reana_client("wait", job_id, "180")
+    assert job["status"] == "finished", service.get(f"/jobs/{job_id}/logs").text
+    assert "alpine:latest" in open(os.path.join(ws, "listing.txt")).read().split()
+    assert "/cvmfs/unpacked.cern.ch/registry.hub.docker.com/library/alpine:latest" in \
+        service.get(f"/jobs/{job_id}/logs").text + open(_record(service, job_id)).read()
+
+
+def _record(service, job_id):
+    runs = os.path.join(service.state_dir, "runs")
+    return next(os.path.join(runs, d, job_id, "job.result.json") for d in os.listdir(runs)
+                if os.path.exists(os.path.join(runs, d, job_id, "job.result.json")))

@@ -43,8 +43,10 @@ def test_a_restart_on_the_pool_loses_no_job_and_runs_none_twice(serve, pool, tmp
         assert f"step {i}\n" in again.get(f"/jobs/{job_id}/logs").text
     history = pool.history(f'JobBatchName == "reana-{os.path.basename(ws)}"', ["ScailfinJobId", "ClusterId", "ProcId"],
                            match=-1)
+    history = list(history)
     submitted = Counter(ad["ScailfinJobId"] for ad in history)
     assert submitted == Counter({j: 1 for j in job_ids}), submitted  # each once, none twice
+    assert len({ad["ClusterId"] for ad in history}) <= 2  # the burst went to the schedd in one or two transactions
     assert "following it again" in again.log()
 
 

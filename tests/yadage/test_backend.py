@@ -138,8 +138,8 @@ def test_an_interrupted_run_resumes_without_resubmitting_finished_steps(tmp_path
         time.sleep(0.1)
     time.sleep(1)
     first.send_signal(signal.SIGINT)  # stage one done, stage two running
-    first.communicate(timeout=120)
-    assert first.returncode != 0
+    output = first.communicate(timeout=120)[0]
+    assert first.returncode != 0, output[-4000:]
     assert (workdir / "generate" / "numbers.txt").exists() and not (workdir / "summarise" / "summary.json").exists()
     resume = f"""
 import os
