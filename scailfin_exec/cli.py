@@ -17,8 +17,10 @@ from .worker import shim as worker_shim
 
 
 def _doctor(args) -> int:
+    from .schedulers import SCHEDULERS, scheduler_class
+
     lines = worker_shim.doctor(dict(os.environ))
-    print("\n".join(lines))
+    print("\n".join(lines + [line for name in SCHEDULERS for line in scheduler_class(name).doctor()]))
     return 0 if not lines[-1].endswith(": none") else 1
 
 
@@ -101,11 +103,13 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"scailfin-exec {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    doc = sub.add_parser("doctor", help="which container runtimes and transfer tools this node has, and why the "
-                         "others are unusable",
+    doc = sub.add_parser("doctor", help="which container runtimes, transfer tools and batch systems this node has, "
+                         "and why the others are unusable",
                          description="Detect every supported container runtime (with its version, or the reason it "
-                         "cannot be used) and the transfer tools (parrot_run, chirp, condor_chirp). Exit 1 when no "
-                         "runtime is usable. Set SCAILFIN_RUNTIME to see the preference order a job would use.")
+                         "cannot be used), the transfer tools (parrot_run, chirp, condor_chirp), and the batch "
+                         "systems seen from here (Slurm: whether sbatch works, checked with a --test-only "
+                         "submission that queues nothing, and the partitions). Exit 1 when no runtime is usable. "
+                         "Set SCAILFIN_RUNTIME to see the preference order a job would use.")
     doc.set_defaults(func=_doctor)
 
     run = sub.add_parser("run-job", help="run one job description (JSON) here, through the local scheduler",

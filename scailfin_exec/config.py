@@ -145,6 +145,10 @@ def _convert(f, value: Any, source: str):
             return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
         if kind == "bool":
             return _boolean(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
         if kind.startswith("int"):
             if isinstance(value, bool):
                 raise ValueError("expected an integer")

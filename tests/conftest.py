@@ -254,3 +254,25 @@ def wait_until_no_slot_is_claimed(collector, timeout=120, quiet=3.0):
         if now > deadline:
             raise AssertionError(f"slots still claimed after {timeout} s: {[ad['Name'] for ad in busy]}")
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The test site's Slurm cluster (started by dev/test; dev/as-test-user puts its commands on PATH)."""
+    import shutil
+
+    if shutil.which("scontrol") is None:
+        pytest.fail("no scontrol on PATH: run through dev/test, which starts the site and puts its Slurm "
+                    "commands there")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    if "UP" not in ping.stdout:
+        pytest.fail(f"the site's slurmctld does not answer: {ping.stdout}{ping.stderr}")
+    return os.path.dirname(os.path.dirname(shutil.which("scontrol")))  # the site's directory ($SITE/bin/scontrol)
+
+
+def slurm_jobs(marker):
+    """The Slurm jobs (array tasks) in the queue whose name or comment contains marker, and their states."""
+    out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i|%j|%k|%T"], capture_output=True, text=True,
+                         check=True).stdout
+    rows = [line.split("|") for line in out.splitlines()]
+    return {row[0]: row[3] for row in rows if marker in row[1] or marker in row[2]}

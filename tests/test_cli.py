@@ -1,4 +1,5 @@
-# `scailfin-exec`: doctor reports the node, run-job replays a job description, shim ships the zipapp.
+# `scailfin-exec`: doctor reports the node (and the site's Slurm cluster), run-job replays a job
+# description, shim ships the zipapp.
 import json
 import os
 import subprocess
@@ -21,12 +22,24 @@ def test_doctor_reports_each_runtime_with_a_version_or_a_reason():
     assert any(line.startswith("runtime podman: found 4.") for line in lines)
     assert "runtime apptainer: apptainer not on PATH" in lines
     assert "runtime sarus: sarus not on PATH" in lines
-    assert lines[-1].startswith("usable runtimes: ") and "charliecloud" in lines[-1]
+    [usable] = [line for line in lines if line.startswith("usable runtimes: ")]
+    assert "charliecloud" in usable
 
 
 def test_doctor_fails_when_no_runtime_is_usable():
     out = run("doctor", env={"PATH": "/nonexistent", "HOME": os.environ["HOME"]})
-    assert out.returncode == 1 and out.stdout.splitlines()[-1] == "usable runtimes: none"
+    assert out.returncode == 1 and "usable runtimes: none" in out.stdout.splitlines()
+    assert "scheduler slurm: unusable: the slurm scheduler needs Slurm's sbatch on PATH (not found in /nonexistent)" \
+        in out.stdout.splitlines()
+
+
+def test_doctor_says_sbatch_works_and_which_partitions_it_sees(slurm):
+    lines = run("doctor").stdout.splitlines()
+    assert any(line.startswith("scheduler slurm: ") and "(slurm-wlm 26." in line and "slurmctld answers" in line
+               for line in lines)
+    [works] = [line for line in lines if line.startswith("scheduler slurm: sbatch ")]
+    assert works.startswith("scheduler slurm: sbatch works here: sbatch: Job ") and "partition debug" in works
+    assert "scheduler slurm: partition debug (up, 1 node(s), " in "\n".join(lines) and "[default]" in lines[-1]
 
 
 def test_run_job_replays_a_job_and_exits_with_its_code(tmp_path, workspace, image_roots):

@@ -67,7 +67,7 @@ def test_auto_means_the_default_order():
 @pytest.mark.parametrize("argv, environ, message", [
     (["--runtime", "podman,dockr"], {}, "runtime: unknown runtime 'dockr'"),
     (["--transfer", "ftp"], {}, "transfer: unknown transfer mode 'ftp'"),
-    (["--scheduler", "pbs"], {}, "scheduler: unknown scheduler 'pbs' (known: local, htcondor)"),
+    (["--scheduler", "pbs"], {}, "scheduler: unknown scheduler 'pbs' (known: local, htcondor, slurm)"),
     (["--scheduler", "htcondor", "--accounting-group", "g$ENV(X)"], {}, "accounting_group: 'g$ENV(X)' is not a group name"),
     (["--scheduler", "htcondor"], {"SCAILFIN_MAX_RETRIES": "-1"}, "max_retries: must be at least 0, got -1"),
     ([], {"SCAILFIN_PULL": "maybe"}, "pull (from $SCAILFIN_PULL): expected yes or no, got 'maybe'"),

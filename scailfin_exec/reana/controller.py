@@ -174,6 +174,8 @@ class Controller:
         if name == "htcondor":
             settings.schedulers[name] = dataclasses.replace(options, accounting_group=where["accounting_group"],
                                                             requirements=where["requirements"])
+        elif name == "slurm":
+            settings.schedulers[name] = dataclasses.replace(options, partition=where["partition"])
         return scheduler_class(name).from_settings(settings, f"reana-{where.get('workflow_uuid', 'jobs')}")
 
     def _refresh(self, tracked: Tracked) -> Row:

@@ -43,8 +43,9 @@ class RequestError(ValueError):
 class Placement:
     """Which scheduler runs a job, and what it must share with the jobs beside it."""
     scheduler: str
-    accounting_group: str | None = None
-    requirements: str | None = None
+    accounting_group: str | None = None  # htcondor
+    requirements: str | None = None  # htcondor
+    partition: str | None = None  # slurm
 
 
 @dataclass
@@ -121,6 +122,11 @@ def place(body: dict, settings) -> Placement:
                                f"scheduler, {settings.scheduler}), " + ", ".join(
                                    f"{name} and {name}* names such as {name}cern" for name in SCHEDULERS))
         scheduler = max(matches, key=len)
+    if scheduler == "slurm":
+        partition = body.get("slurm_partition") or None
+        if partition is not None and (any(c.isspace() for c in partition) or "\0" in partition):
+            raise RequestError(f"slurm_partition: {partition!r} is not a partition name")
+        return Placement(scheduler, partition=partition or settings.of("slurm").partition)
     if scheduler != "htcondor":
         return Placement(scheduler)
     site = settings.of("htcondor")
@@ -220,7 +226,26 @@ def _resources(body: dict) -> Resources:
         runtime = str(body["kubernetes_job_timeout"])
     if runtime is not None:
         resources = resources._replace(walltime_s=_seconds(runtime))
+    elif body.get("slurm_time"):
+        resources = resources._replace(walltime_s=_slurm_seconds(body["slurm_time"]))
     return resources
+
+
+def _slurm_seconds(value: str) -> int:
+    """Slurm's time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    days, _, rest = value.strip().rpartition("-") if "-" in value else ("0", "", value.strip())
+    parts = rest.split(":")
+    if not days.isdigit() or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
+        raise RequestError(f"slurm_time: {value!r} is not a Slurm time (MM, MM:SS, HH:MM:SS or D-HH:MM:SS)")
+    numbers = [int(p) for p in parts]
+    if "-" in value:  # D-HH[:MM[:SS]]
+        units = (3600, 60, 1)
+    else:  # MM, MM:SS, HH:MM:SS
+        units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
+    seconds = int(days) * 86400 + sum(n * u for n, u in zip(numbers, units))
+    if seconds < 1:
+        raise RequestError(f"slurm_time: {value!r} is no time at all")
+    return seconds
 
 
 def _megabytes(name: str, value: str, bare_unit: float) -> int:

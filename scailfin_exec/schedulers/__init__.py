@@ -11,6 +11,7 @@ import importlib
 import os
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ from ..job import Job, Result, result_path_for, write_job
 SCHEDULERS = {
     "local": "scailfin_exec.schedulers.local",
     "htcondor": "scailfin_exec.schedulers.htcondor",
+    "slurm": "scailfin_exec.schedulers.slurm",
 }
 
 
@@ -56,6 +58,12 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def from_settings(cls, settings, batch_name: str) -> "Scheduler":
         """Made from the global settings (config.Settings; settings.of(name) gives its own options)."""
+
+    @classmethod
+    def doctor(cls) -> list[str]:
+        """What `scailfin-exec doctor` says of this batch system as seen from here (nothing for the
+        schedulers that need no batch system)."""
+        return []
 
     def __init__(self, run_dir: str | None = None):
         self.run_dir = private_directory(run_dir) if run_dir else tempfile.mkdtemp(prefix="scailfin-run-")
@@ -165,6 +173,20 @@ def private_directory(path: str) -> str:
     except OSError as e:
         raise SchedulerError(f"cannot use {path} as the run directory: {e.strerror or e}") from None
     return path
+
+
+def run_identity(run_dir: str) -> str:
+    """The run's identity on a batch system (HTCondor's ScailfinRun, Slurm's comment), kept in its
+    directory: a scheduler opened again on the directory is the same run, and finds its jobs."""
+    path = os.path.join(run_dir, "run-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        run_id = uuid.uuid4().hex[:16]
+        with open(path, "w") as f:
+            f.write(run_id + "\n")
+        return run_id
 
 
 def make_scheduler(settings, batch_name: str = "scailfin") -> Scheduler:

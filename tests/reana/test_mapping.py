@@ -59,7 +59,7 @@ def test_cvmfs_mounts_bind_the_workers_cvmfs(root, mounts, bound):
 
 
 @pytest.mark.parametrize("backend,scheduler", [(None, "local"), ("kubernetes", "local"), ("htcondorcern", "htcondor"),
-                                               ("htcondor", "htcondor"), ("local", "local")])
+                                               ("htcondor", "htcondor"), ("local", "local"), ("slurmcern", "slurm")])
 def test_compute_backend_chooses_the_scheduler(root, backend, scheduler):
     request = body(root, compute_backend=backend) if backend else body(root)
     assert accept(request, "i", settings(), [root]).placement.scheduler == scheduler
@@ -68,8 +68,8 @@ def test_compute_backend_chooses_the_scheduler(root, backend, scheduler):
 def test_kubernetes_goes_to_the_configured_default_and_unknown_backends_are_refused_naming_those_there_are(root):
     assert accept(body(root, compute_backend="kubernetes"), "i", settings(scheduler="htcondor", transfer="chirp"),
                   [root]).placement.scheduler == "htcondor"
-    with pytest.raises(RequestError, match="compute_backend 'slurmcern': .*kubernetes.*htcondor"):
-        accept(body(root, compute_backend="slurmcern"), "i", settings(), [root])
+    with pytest.raises(RequestError, match="compute_backend 'compute4punch': .*kubernetes.*htcondor"):
+        accept(body(root, compute_backend="compute4punch"), "i", settings(), [root])
 
 
 def test_htcondor_limits_become_resources_and_walltime(root):
@@ -84,6 +84,18 @@ def test_htcondor_limits_become_resources_and_walltime(root):
                                   ("htcondor_request_cpus", "-1", "not a positive whole number")]:
         with pytest.raises(RequestError, match=message):
             accept(body(root, **{field: value}), "i", settings(), [root])
+
+
+def test_slurm_partition_and_time_come_with_the_request(root):
+    accepted = accept(body(root, compute_backend="slurmcern", slurm_partition="short", slurm_time="1-02:03:04"),
+                      "i", settings(), [root])
+    assert accepted.placement.partition == "short" and accepted.placement.scheduler == "slurm"
+    assert accepted.job.resources.walltime_s == 86400 + 2 * 3600 + 3 * 60 + 4
+    for value, seconds in [("90", 5400), ("2:30", 150), ("01:00:00", 3600), ("2-0", 172800)]:
+        assert accept(body(root, slurm_time=value), "i", settings(), [root]).job.resources.walltime_s == seconds
+    for value in ("soon", "1:2:3:4", "0"):
+        with pytest.raises(RequestError, match="slurm_time"):
+            accept(body(root, slurm_time=value), "i", settings(), [root])
 
 
 def test_the_accounting_group_and_requirements_are_the_requests_within_the_sites(root):

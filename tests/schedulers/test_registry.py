@@ -24,7 +24,7 @@ def test_every_scheduler_declares_its_name_help_transfer_modes_and_settings():
 
 
 def test_an_unknown_scheduler_names_the_known_ones():
-    with pytest.raises(SchedulerError, match="unknown scheduler 'pbs' \\(known: local, htcondor\\)"):
+    with pytest.raises(SchedulerError, match="unknown scheduler 'pbs' \\(known: local, htcondor, slurm\\)"):
         scheduler_class("pbs")
 
 

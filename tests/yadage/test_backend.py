@@ -1,6 +1,7 @@
 # The yadage backend: the examples through `yadage-run -b py:scailfin_exec.yadage:Backend` with
 # the local scheduler (Podman, Charliecloud) and on the HTCondor test site (Apptainer with
-# HTCondor's file transfer and with chirp, Charliecloud with chirp), the fromenv route and Python,
+# HTCondor's file transfer and with chirp, Charliecloud with chirp), on the Slurm cluster (Apptainer
+# and Charliecloud, shared file system), the fromenv route and Python,
 # resuming an interrupted run, read-only earlier stages, CVMFS, and a failing step's report.
 import json
 import os
@@ -83,6 +84,22 @@ def test_examples_on_the_htcondor_pool(tmp_path, image_roots, pool, example, tra
     CHECKS[example](tmp_path / "work", recs, runtime)
     method = "chirp (parrot)" if transfer == "chirp" else "htcondor"
     assert {r["stage_in"]["method"] for r in recs} == {method}  # /tmp: the workers cannot see it
+
+
+@pytest.mark.parametrize("example", CHECKS)
+@pytest.mark.parametrize("runtime", ["apptainer", "charliecloud"])
+def test_examples_on_the_slurm_cluster(tmp_path, image_roots, slurm, example, runtime):
+    run_dir = tmp_path / "run"  # pytest's /tmp, which the Slurm node shares
+    run = yadage_run(tmp_path / "work", example, image_roots,
+                     ["scheduler=slurm", f"runtime={runtime}", f"run_dir={run_dir}"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    recs = records(run_dir)
+    CHECKS[example](tmp_path / "work", recs, runtime)
+    assert {r["host"] for r in recs} == {os.uname().nodename} and {r["stage_in"]["method"] for r in recs} == {"shared"}
+    if example == "scatter":  # the twelve in one sbatch, then the merge
+        arrays = sorted(len(open(run_dir / name).read().splitlines()) for name in os.listdir(run_dir)
+                        if name.startswith("array-") and name.endswith(".dirs"))
+        assert arrays == [1, 12]
 
 
 def test_the_fromenv_route_as_reana_uses_it(tmp_path, image_roots):

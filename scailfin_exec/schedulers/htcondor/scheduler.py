@@ -11,14 +11,13 @@ import os
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from ...config import Settings
 from ...job import Job, Result, read_result
 from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
-from .. import JobHandle, Scheduler, SchedulerError
+from .. import JobHandle, Scheduler, SchedulerError, run_identity
 from ..batching import Batcher
 from . import submit
 from .events import EventFollower
@@ -74,7 +73,7 @@ class HTCondorScheduler(Scheduler):
             raise SchedulerError(f"the run directory {self.run_dir} contains ',', which HTCondor's submit language "
                                  "cannot carry in a file list")
         self.batch_name = submit.label(batch_name)
-        self.run_id = _run_id(self.run_dir)
+        self.run_id = run_identity(self.run_dir)
         self.shim = build_shim(self.run_dir)
         self.event_log = os.path.join(self.run_dir, "events.log")
         open(self.event_log, "a").close()
@@ -333,16 +332,3 @@ class HTCondorScheduler(Scheduler):
             self._last_progress = (line, now)
             print(line, file=sys.stderr, flush=True)
 
-
-def _run_id(run_dir: str) -> str:
-    """This run's identity (ScailfinRun), kept in its directory: a scheduler opened again on the
-    directory is the same run, and finds its jobs."""
-    path = os.path.join(run_dir, "run-id")
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        run_id = uuid.uuid4().hex[:16]
-        with open(path, "w") as f:
-            f.write(run_id + "\n")
-        return run_id
