@@ -131,7 +131,7 @@ def main():
     numbers = itertools.count()
     with contextlib.ExitStack() as stack:
         schedulers = {mode_label: stack.enter_context(HTCondorScheduler(
-            os.path.join(work, "run-" + str(n)), Settings(), batch_name="staging-bench", progress=False,
+            os.path.join(work, "run-" + str(n)), Settings(), batch_name="staging-bench",
             options=HTCondorSettings(submit_commands=commands))) for n, (mode_label, _, commands) in enumerate(modes)}
         for i in range(args.repeat):  # the modes take turns: none always runs first or last
             for label, path in datasets["private"].items():

@@ -42,7 +42,7 @@ def main():
                 labels={"step": f"j{i}"}) for i in range(n)]
 
     # 1. the scheduler's batching
-    scheduler = HTCondorScheduler(os.path.join(work, "ours"), Settings(), batch_name=f"bench-ours-{tag}", progress=False,
+    scheduler = HTCondorScheduler(os.path.join(work, "ours"), Settings(), batch_name=f"bench-ours-{tag}",
                                   options=HTCondorSettings(submit_commands={"hold": "true"}))
     started = time.perf_counter()
     handles = [scheduler.submit(job) for job in jobs]

@@ -1,6 +1,7 @@
 # `scailfin-exec`: the operator's command. `doctor` says what this node can run; `run-job`
 # replays one job description through the local scheduler (how users debug a step by hand);
-# `shim` writes the worker shim zipapp for use on a worker without this package.
+# `report` makes the HTML report of a run directory; `shim` writes the worker shim zipapp for use
+# on a worker without this package.
 
 from __future__ import annotations
 
@@ -82,6 +83,31 @@ def _serve(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from .report.html import write_report
+    from .report.steps import steps_of_run
+    from .report.trace import TraceWriter
+
+    if not os.path.isdir(args.run_dir):
+        print(f"scailfin-exec report: error: {args.run_dir} is not a directory", file=sys.stderr)
+        return 2
+    steps = steps_of_run(args.run_dir)
+    if not steps:
+        print(f"scailfin-exec report: error: {args.run_dir} holds no job (no */job.json): not a run directory",
+              file=sys.stderr)
+        return 2
+    write_report(args.run_dir, args.output, steps)
+    if args.trace:
+        if os.path.exists(args.trace):
+            os.unlink(args.trace)
+        writer = TraceWriter([args.trace])
+        for step in steps:
+            writer.write(step)
+        writer.close()
+    print(f"scailfin-exec: report of {len(steps)} step(s) written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _default_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "scailfin-exec", "serve")
@@ -140,8 +166,23 @@ def parser() -> argparse.ArgumentParser:
                      "schedulers' run directories and each job's logs and result record are kept (default "
                      "$XDG_STATE_HOME/scailfin-exec/serve, i.e. ~/.local/state/scailfin-exec/serve)")
     srv.add_argument("--database", metavar="FILE", help="the SQLite job database (default STATE_DIR/jobs.sqlite)")
-    add_arguments(srv, only=tuple(name for name in setting_names() if name != "run_dir"))
+    add_arguments(srv, only=tuple(name for name in setting_names() if name not in ("run_dir", "report", "trace",
+                                                                                   "progress")))
     srv.set_defaults(func=_serve)
+
+    rep = sub.add_parser("report", help="an HTML report of a run directory (timeline, summary, table of steps)",
+                         description="Write one self-contained HTML file (it works offline: no CDN, no network) "
+                         "about the run whose job files and result records are in RUN_DIR (scailfin-cwl's and the "
+                         "yadage backend's --run-dir / run_dir, or the directory a failed run names): a summary "
+                         "(steps by state, wall time, CPU, bytes staged per method, runtimes, hosts, retries, holds), "
+                         "a timeline with a row per step and a bar per phase (queued, image preparation, stage-in, "
+                         "run, stage-out), and a table of the steps sortable by any column, then the stderr tail of "
+                         "every failure. --trace writes the trace file's rows too.")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    rep.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                     help="where to write the report (default: report.html)")
+    rep.add_argument("--trace", metavar="FILE", help="also write the steps as a tab-separated trace file")
+    rep.set_defaults(func=_report)
 
     shp = sub.add_parser("shim", help="write the worker shim zipapp (run it on a worker: python3 SHIM job.json)",
                          description="Build the worker shim as one zipapp file. On a worker: "

@@ -56,6 +56,15 @@ class Settings:
                                   "temporary directory, removed after a successful workflow run); a "
                                   "directory an earlier run used keeps that run's jobs beside the new ones",
                                   env="SCAILFIN_RUN_DIR", metavar="DIR")
+    report: str | None = setting(None, "write an HTML report of the run there when it ends (summary, a timeline "
+                                 "of every step's phases, a sortable table of the steps; works offline); "
+                                 "`scailfin-exec report RUN_DIR` makes one afterwards", env="SCAILFIN_REPORT",
+                                 metavar="FILE")
+    trace: str | None = setting(None, "write one tab-separated row per step there as each step ends (name, ids, "
+                                "state, exit code, times, each phase's seconds, CPU, bytes, runtime, image, host); "
+                                "RUN_DIR/trace.tsv always has them", env="SCAILFIN_TRACE", metavar="FILE")
+    progress: bool = setting(True, "show progress on stderr: a live bar on a terminal, else a one-line summary at "
+                             "most every 10 s", env="SCAILFIN_PROGRESS", metavar="yes|no")
     explicit: set = field(default_factory=set, repr=False, metadata={"cli": False, "internal": True})
     # each scheduler's own settings (its options_class), by scheduler name
     schedulers: dict = field(default_factory=dict, repr=False, metadata={"cli": False, "internal": True})

@@ -28,6 +28,7 @@ from cwltool.process import stage_files
 
 from ..config import Settings
 from ..job import Bind, ImageSources, Job, Resources
+from ..report.watch import RunWatch
 from ..schedulers import Scheduler, SchedulerError, make_scheduler
 from ..worker.jobspec import inside
 
@@ -44,6 +45,7 @@ class CWLBackend:
         self.settings = settings
         self.workflow = workflow
         self._scheduler = scheduler
+        self._watch = None
         self._closed = False
         self.closed_scheduler: Scheduler | None = None
         self._lock = threading.Lock()
@@ -59,6 +61,7 @@ class CWLBackend:
                 raise SchedulerError("this workflow run has ended: no more jobs are submitted")
             if self._scheduler is None:
                 self._scheduler = make_scheduler(self.settings, batch_name=self.workflow)
+                self._watch = RunWatch(self._scheduler, self.settings)
             return self._scheduler
 
     @property
@@ -82,6 +85,8 @@ class CWLBackend:
                 scheduler, self._closed, self._scheduler = self._scheduler, True, None
             if scheduler is not None:
                 scheduler.close()
+                if self._watch is not None:
+                    self._watch.finish()  # the last trace rows and progress, the report
                 self.closed_scheduler = scheduler
             shutil.rmtree(self.fifo_dir, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from packtivity import datamodel as _datamodel
 
 from ..config import ConfigError, Settings, settings_from_options
 from ..job import Bind, ImageSources, Job, Resources, Result, read_result
+from ..report.watch import RunWatch
 from ..schedulers import Scheduler, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Backend:
             raise RuntimeError(f"scailfin-exec yadage backend: {e}") from None
         self.pack_config = packconfig()
         self._scheduler: Scheduler | None = None
+        self._watch: RunWatch | None = None
         self._handles = {}  # job id -> scheduler handle (this process's submissions)
         self._results: dict[str, Result] = {}
         self._lock = threading.Lock()
@@ -82,6 +84,7 @@ class Backend:
         with self._lock:
             if self._scheduler is None:
                 self._scheduler = make_scheduler(self.settings, batch_name="yadage")
+                self._watch = RunWatch(self._scheduler, self.settings)
                 atexit.register(self.close)  # an interrupted yadage-run leaves no job behind
             return self._scheduler
 
@@ -216,6 +219,7 @@ class Backend:
             scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             scheduler.close()
+            self._watch.finish()  # the last trace rows and progress, the report
 
 
 def _ended_by_itself(result: Result) -> bool:

@@ -102,6 +102,19 @@ def test_examples_on_the_slurm_cluster(tmp_path, image_roots, slurm, example, ru
         assert arrays == [1, 12]
 
 
+def test_the_report_and_trace_options_of_the_backend(tmp_path, image_roots):
+    from scailfin_exec.report.trace import read_trace
+
+    report, trace = tmp_path / "scatter.html", tmp_path / "scatter.tsv"
+    run = yadage_run(tmp_path / "work", "scatter", image_roots,
+                     ["runtime=charliecloud", f"run_dir={tmp_path / 'run'}", f"report={report}", f"trace={trace}"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = read_trace(str(trace))
+    assert len(rows) == 13 and {r["state"] for r in rows} == {"done"} and {r["runtime"].split()[0] for r in rows} == \
+        {"charliecloud"}
+    assert "Bokeh" in report.read_text() and "scailfin-exec: 13 done, 0 failed" in run.stderr
+
+
 def test_the_fromenv_route_as_reana_uses_it(tmp_path, image_roots):
     env = dict(os.environ, PACKTIVITY_ASYNCBACKEND="scailfin_exec.yadage:Backend:Proxy")
     run_dir = tmp_path / "run"

@@ -54,7 +54,7 @@ class HTCondorScheduler(Scheduler):
     def from_settings(cls, settings, batch_name: str = "scailfin") -> "HTCondorScheduler":
         return cls(settings.run_dir, settings, batch_name=batch_name)
 
-    def __init__(self, run_dir: str | None = None, settings=None, batch_name: str = "scailfin", progress: bool = True,
+    def __init__(self, run_dir: str | None = None, settings=None, batch_name: str = "scailfin",
                  options: HTCondorSettings | None = None):
         self.settings = settings or Settings()
         self.options = options or self.settings.of("htcondor")
@@ -80,8 +80,6 @@ class HTCondorScheduler(Scheduler):
         self._cond = threading.Condition()
         self._ids: dict[tuple[int, int], JobHandle] = {}
         self._closing = self._detached = False
-        self._progress = progress
-        self._last_progress = ("", 0.0)
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
                                        lambda: self._detached or (self._closing and not self._outstanding()),
@@ -189,7 +187,6 @@ class HTCondorScheduler(Scheduler):
                 native = handle.native
                 native.cluster, native.proc, native.state = cluster, first + offset, "idle"
                 self._ids[(cluster, first + offset)] = handle
-        self._show_progress()
 
     def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
         self._complete(handle, Result(handle.job.id, None, error=f"submission to {self.schedd_name} failed: {error}"))
@@ -227,7 +224,6 @@ class HTCondorScheduler(Scheduler):
                                         f"removed from the queue ({event.get('Reason', 'no reason given')})")
             self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
                                           stderr_log=handle.stderr_log))
-        self._show_progress()
 
     def _on_hold(self, handle: JobHandle, event) -> None:
         native = handle.native
@@ -316,19 +312,5 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             self._cond.notify_all()
         self._follower.join(timeout=5)
-        self._show_progress(final=True)
 
-    def _show_progress(self, final: bool = False) -> None:
-        if not self._progress or not self._handles:
-            return
-        counts = {"idle": 0, "running": 0, "held": 0, "done": 0, "failed": 0}
-        for handle in list(self._handles):
-            state = handle.native.state if handle.native else "pending"
-            counts["idle" if state == "pending" else state] += 1
-        line = "htcondor: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + f" ({self.batch_name})"
-        previous, when = self._last_progress
-        now = time.monotonic()
-        if line != previous and (final or now - when >= 1.0 or counts["idle"] + counts["running"] + counts["held"] == 0):
-            self._last_progress = (line, now)
-            print(line, file=sys.stderr, flush=True)
 
