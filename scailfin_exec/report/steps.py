@@ -35,6 +35,7 @@ class Step:
     runtime: str = ""
     image: str = ""
     host: str = ""
+    slot: str = ""  # the batch slot (HTCondor), where the record has it
     restarts: int = 0
     reason: str = ""  # for a failure: one line
     stderr_tail: str = ""
@@ -71,7 +72,7 @@ def step_of(job, result: Result | None, submitted: float, scheduler_id: str | No
 def _from_record(step: Step, record) -> None:
     step.started, step.ended = record.started or None, record.finished or None
     step.cpu_seconds = record.cpu_seconds
-    step.host = record.host
+    step.host, step.slot = record.host, record.slot
     step.runtime = f"{record.runtime.name} {record.runtime.version}".strip() if record.runtime else ""
     step.image = record.image.reference if record.image else step.image
     step.command = " ".join(record.command or [])

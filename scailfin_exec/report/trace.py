@@ -14,7 +14,7 @@ from .steps import PHASES, Step
 
 COLUMNS = ("name", "job_id", "scheduler_id", "state", "exit_code", "submitted", "started", "ended",
            *(f"{phase}_s" for phase in PHASES), "cpu_s", "peak_memory_mb", "bytes_in", "bytes_out", "runtime",
-           "image", "host", "restarts", "error")
+           "image", "host", "slot", "restarts", "error")
 
 
 def iso(t: float | None) -> str:
@@ -41,7 +41,7 @@ def row(step: Step) -> list[str]:
     values = [step.name, step.job_id, step.scheduler_id, step.state, step.exit_code, iso(step.submitted),
               iso(step.started), iso(step.ended), *(step.phases.get(p) for p in PHASES), step.cpu_seconds,
               step.peak_memory_mb, step.bytes_in, step.bytes_out, step.runtime, step.image, step.host,
-              step.restarts, step.reason]
+              step.slot, step.restarts, step.reason]
     return [_cell(v) for v in values]
 
 

@@ -169,6 +169,7 @@ def _keep(plan: Plan, stdio, shim: int, report_fd: int) -> Outcome:
     if os.getppid() != shim:
         stop.begin("signal")  # the shim died before the keeper could watch it
     notes = []  # type: List[str]
+    step = None
     if plan.contain == "namespace":
         try:
             notes += namespaces.enter(plan.binds, plan.mount_points, plan.image, plan.area)
@@ -187,9 +188,13 @@ def _keep(plan: Plan, stdio, shim: int, report_fd: int) -> Outcome:
         if plan.contain == "subreaper":
             namespaces.prctl(namespaces.PR_SET_CHILD_SUBREAPER, 1)
         try:
-            stop.target, stop.group = _spawn(plan, stdio).pid, True
+            # the Popen object stays referenced until the step is reaped below: were it dropped, its
+            # __del__ would poll the child, and reap a step that has already exited (a fast `exit 3`
+            # on a busy machine), and the wait below would then wait for what the step left behind
+            step = _spawn(plan, stdio)
         except OSError as e:
             raise KeeperError("cannot start {}: {}".format(plan.argv[0], e.strerror or e), "start")
+        stop.target, stop.group = step.pid, True
     if stop.reason is not None:
         stop.send(signal.SIGTERM)
     elif plan.walltime_s:
@@ -199,6 +204,8 @@ def _keep(plan: Plan, stdio, shim: int, report_fd: int) -> Outcome:
             signal.setitimer(signal.ITIMER_REAL, plan.walltime_s)
     status = _wait_for(stop.target)
     signal.setitimer(signal.ITIMER_REAL, 0)
+    if step is not None:
+        step.returncode = _exit_code(status)  # reaped here: its Popen must not poll it again
     code = _exit_code(status)
     if plan.contain == "subreaper":
         ended = _end_children()
@@ -233,11 +240,14 @@ def _init(plan: Plan, stdio, keeper: int) -> int:
         signal.signal(signum, forward)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     try:
-        child["pid"] = _spawn(plan, stdio).pid
+        child["proc"] = _spawn(plan, stdio)  # kept referenced until reaped (see _keep)
+        child["pid"] = child["proc"].pid
     except OSError as e:
         os.write(2, "scailfin-shim: error: cannot start {}: {}\n".format(plan.argv[0], e.strerror or e).encode())
         return 127
-    return _exit_code(_wait_for(child["pid"]))
+    code = _exit_code(_wait_for(child["pid"]))
+    child["proc"].returncode = code
+    return code
 
 
 def _spawn(plan: Plan, stdio) -> subprocess.Popen:

@@ -65,6 +65,7 @@ class ResultRecord(NamedTuple):
     job_id: Optional[str] = None
     labels: Dict[str, str] = {}
     host: str = ""
+    slot: str = ""  # the batch system's slot, where it says (HTCondor: slot1_1@NAME)
     user: str = ""
     python: str = ""
     started: float = 0.0  # seconds since the epoch

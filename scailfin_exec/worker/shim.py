@@ -65,8 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.job:
         parser.error("a job file is required (or --doctor)")
     # the record's fields as they become known; a ResultRecord (results.py) when the job has ended
-    record = {"host": _host(), "user": _user(), "python": _python_version(), "started": time.time(), "timings": {},
-              "detection": [], "notes": []}
+    record = {"host": _host(), "slot": _slot(environ), "user": _user(), "python": _python_version(),
+              "started": time.time(), "timings": {}, "detection": [], "notes": []}
     if args.outbox:
         os.makedirs(args.outbox, exist_ok=True)
     result_file = args.result or (os.path.join(args.outbox, "job.result.json") if args.outbox else result_path_for(args.job))
@@ -300,6 +300,23 @@ def _say(message: str) -> None:
 
 def _host() -> str:
     return os.uname().nodename
+
+
+def _slot(environ: Dict[str, str]) -> str:
+    """The batch slot the job runs in, where the batch system says (HTCondor: the Name in the
+    machine ad the starter writes, e.g. slot1_1@scailfin-pilot-12-0 on a pilot); else ''."""
+    path = environ.get("_CONDOR_MACHINE_AD")
+    if not path:
+        return ""
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition("=")
+                if name.strip() == "Name":
+                    return value.strip().strip('"')
+    except OSError:
+        pass
+    return ""
 
 
 def _python_version() -> str:

@@ -152,8 +152,10 @@ sys.exit(cwltool.main.main(["--outdir", {str(tmp_path / 'out')!r},
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "count.txt").read_text().strip() == "18"
-    steps = sorted(os.listdir(tmp_path / "run"))
-    assert [s.rsplit("-", 1)[0] for s in steps if not s.endswith(".pyz")] == ["count_words", "split_words"]
+    steps = sorted(d for d in os.listdir(tmp_path / "run") if os.path.isdir(tmp_path / "run" / d))
+    assert [s.rsplit("-", 1)[0] for s in steps] == ["count_words", "split_words"]
+    trace = (tmp_path / "run" / "trace.tsv").read_text().splitlines()  # the engine's run is traced too
+    assert len(trace) == 3 and all("\tdone\t" in row for row in trace[1:])
     record = json.load(open(tmp_path / "run" / [s for s in steps if s.startswith("split")][0] / "job.result.json"))
     assert record["runtime"]["name"] == "charliecloud"
 

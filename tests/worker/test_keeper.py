@@ -68,3 +68,30 @@ def test_the_shims_death_by_sigkill_stops_the_step(contain, tmp_path):
     finally:
         if shim.poll() is None:
             shim.kill()
+
+
+@pytest.mark.parametrize("contain", ["subreaper", "namespace"])
+def test_a_step_that_exits_before_the_keeper_looks_is_still_its_step(contain, tmp_path):
+    # on a busy machine a step can exit before the keeper has its process in hand: seen in a full
+    # suite, the keeper then waited for what the step left behind (sleep 2881) instead of ending
+    code = (f"import sys, time; sys.path.insert(0, {REPO!r}); from scailfin_exec.worker import keeper; import os\n"
+            "spawn = keeper._spawn\n"
+            "def slow(plan, stdio):\n"
+            "    proc = spawn(plan, stdio)\n"
+            "    time.sleep(0.5)  # the step has exited by now\n"
+            "    return proc\n"
+            "keeper._spawn = slow\n"
+            f"out = keeper.run(keeper.Plan(['sh', '-c', 'sleep 2886 & exit 3'], dict(os.environ), {contain!r}, "
+            f"area={str(tmp_path / 'ns')!r}), None, None, None)\n"
+            "print(out.code)")
+    shim = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = shim.communicate(timeout=20)
+    finally:
+        if shim.poll() is None:
+            shim.kill()
+            shim.communicate()
+            for pid in processes_running("2886"):  # what the hung keeper's step left
+                os.kill(pid, signal.SIGKILL)
+    assert out.strip() == "3"
+    assert wait_for(lambda: not processes_running("2886"), 5)
