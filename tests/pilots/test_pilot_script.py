@@ -1,0 +1,40 @@
+# The pilots' batch script and HTCondor configuration, and the elastic rule, as pure functions
+# (no cluster): the token travels as a file only, a node without a runtime takes no step, Slurm's
+# TERM becomes a fast shutdown, and pilots grow with the idle jobs within their bounds.
+import pytest
+
+from scailfin_exec.pilots.command import Request, wanted
+from scailfin_exec.pilots.script import Pilot, batch_script, condor_config
+
+pytestmark = pytest.mark.fast
+
+PILOT = Pilot(pool="cm.example.org:9618", token_file="/scratch/u/pilots/token", shim="/scratch/u/pilots/shim.pyz",
+              idle_s=120)
+
+
+def test_the_configuration_names_the_token_directory_never_the_token():
+    config = condor_config(PILOT)
+    assert "SEC_TOKEN_DIRECTORY = $(LOCAL_DIR)/tokens.d" in config and "/scratch/u/pilots/token" not in config
+    assert "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS" in config
+    assert "CONDOR_HOST = cm.example.org:9618" in config and "STARTD_NOCLAIM_SHUTDOWN = 120" in config
+    assert 'START = ScailfinRuntimes =!= ""' in config.splitlines()  # a node without a runtime takes no step
+    assert "SLOT_TYPE_1_PARTITIONABLE = True" in config
+
+
+def test_the_batch_script_copies_the_token_privately_and_turns_slurms_term_into_a_fast_shutdown():
+    script = batch_script(PILOT, "/scratch/u/pilots/condor_config")
+    assert script.startswith("#!/bin/sh\n#SBATCH --signal=B:TERM@120\n")
+    assert "umask 077" in script and "cp /scratch/u/pilots/token \"$PILOT_DIR/tokens.d/pilot\"" in script
+    assert "trap 'kill -QUIT $master 2>/dev/null' TERM INT" in script
+    assert "cat " not in script.split("tokens.d/pilot")[1]  # the token is never printed
+
+
+@pytest.mark.parametrize("idle,live,cpus,minimum,maximum,more", [
+    (0, 0, 1, 0, 10, 0),      # nothing to do: no pilot
+    (24, 0, 2, 0, 10, 10),    # a 24-way scatter on 2-CPU pilots: 12 wanted, 10 at most
+    (24, 3, 8, 0, 10, 0),     # 3 pilots of 8 CPUs are enough
+    (5, 1, 2, 0, 10, 2),      # 3 wanted, 1 there
+    (0, 0, 1, 2, 10, 2),      # the minimum is kept even when idle
+])
+def test_pilots_grow_with_the_idle_jobs_within_their_bounds(idle, live, cpus, minimum, maximum, more):
+    assert wanted(idle, live, Request(cpus=cpus), minimum, maximum) == more

@@ -1,0 +1,154 @@
+# Pilots on the test site: `scailfin-exec pilots` submits HTCondor startds as Slurm jobs to the
+# site's Slurm cluster; they join the site's pool (whose own startd is switched off for these
+# tests, so every job must run on a pilot) with a token of the test user's identity, and the CWL
+# examples run on them through chirp from a workspace the node cannot see (/tmp/scailfin-submit-only,
+# an empty tmpfs in the mount namespace of the site's slurmd and its jobs: tests/site/start).
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from ..conftest import slurm_jobs, wait_until_no_slot_is_claimed
+from ..cwl.test_examples import EXAMPLES, check_wordcount
+
+EXE = os.path.join(os.path.dirname(sys.executable), "scailfin-exec")
+SUBMIT_ONLY = "/tmp/scailfin-submit-only"
+
+
+@pytest.fixture
+def pool_without_startd(pool, slurm):
+    """The site's pool with its own startd off (the test user may, as an administrator), on again after."""
+    import htcondor2
+
+    collector = htcondor2.Collector()
+    [master] = collector.query(htcondor2.AdType.Master, constraint="ScailfinSite =!= undefined")
+    wait_until_no_slot_is_claimed(collector)
+    htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOff, "STARTD")
+    try:
+        deadline = time.monotonic() + 60
+        while collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =!= True", projection=["Name"]):
+            assert time.monotonic() < deadline, "the site's startd did not leave"
+            time.sleep(0.5)
+        yield collector
+    finally:
+        htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOn, "STARTD")
+        deadline = time.monotonic() + 60
+        while not collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =!= True", projection=["Name"]):
+            assert time.monotonic() < deadline, "the site's startd did not come back"
+            time.sleep(0.5)
+
+
+def start_pilots(tmp_path, *args):
+    run = subprocess.run([EXE, "pilots", "--directory", str(tmp_path / "pilots"), "--network-interface", "127.0.0.1",
+                          *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip(), run.stderr
+
+
+def pilot_slots(collector):
+    import htcondor2
+
+    return collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =?= True",
+                           projection=["Name", "ScailfinRuntimes", "ScailfinPilotJob", "Cpus", "Memory", "HasCVMFS"])
+
+
+def scailfin_cwl(args, cwd, timeout=300):
+    """scailfin-cwl on the pool's pilot slots only, through chirp; a run that overstays is
+    interrupted (SIGTERM: it removes its jobs), not killed, so no job of it is left for later pilots."""
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+    proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
+                             "--requirements", "ScailfinPilot =?= True", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for(predicate, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+def test_a_pilot_joins_the_pool_runs_wordcount_through_chirp_and_leaves_when_idle(pool_without_startd, tmp_path,
+                                                                                  image_roots):
+    collector = pool_without_startd
+    array, said = start_pilots(tmp_path, "--count", "1", "--cpus", "2", "--memory", "1000", "--walltime", "10",
+                               "--idle-time", "20")
+    token = tmp_path / "pilots"
+    [directory] = [d for d in token.iterdir()]
+    assert oct((directory / "token").stat().st_mode & 0o777) == "0o600"
+    [slot] = wait_for(lambda: pilot_slots(collector), 60, "a pilot slot in the collector")
+    assert slot["ScailfinPilotJob"] == array and slot["Cpus"] == 2 and slot["Memory"] == 1000
+    assert set(slot["ScailfinRuntimes"].split(",")) >= {"apptainer", "charliecloud"}
+    token_text = (directory / "token").read_text().strip()
+    for log in directory.glob("pilot-*.log"):
+        assert token_text not in log.read_text()
+
+    # the workspace where the node cannot see it (the schedd and the shadows can)
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="pilot-test-")
+    try:
+        shutil.copytree(os.path.join(EXAMPLES, "wordcount"), os.path.join(home, "wordcount"))
+        run = scailfin_cwl(
+            ["--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
+             "--tmpdir-prefix", os.path.join(home, "tmp/"), "--tmp-outdir-prefix", os.path.join(home, "out/"),
+             "--outdir", os.path.join(home, "result"), os.path.join(home, "wordcount", "wordcount.cwl"),
+             os.path.join(home, "wordcount", "wordcount-job.yml")], home)
+        assert run.returncode == 0, run.stderr
+        import pathlib
+        records = [json.load(open(os.path.join(home, "run", d, "job.result.json")))
+                   for d in sorted(os.listdir(os.path.join(home, "run")))
+                   if os.path.exists(os.path.join(home, "run", d, "job.result.json"))]
+        check_wordcount(pathlib.Path(home, "result"), records, "apptainer")
+        assert {r["slot"].split("@")[1] for r in records} == {slot["Name"].split("@")[1]}  # the pilot's slot
+        assert {r["stage_in"]["method"] for r in records} == {"chirp (parrot)"}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    # idle: the pilot leaves by itself, and nothing is left in squeue or the collector
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
+
+
+def test_elastic_pilots_grow_for_a_scatter_and_the_pool_shrinks_to_nothing(pool_without_startd, tmp_path,
+                                                                           image_roots):
+    collector = pool_without_startd
+    assert pilot_slots(collector) == []  # the scatter starts with no pilot
+    watcher = subprocess.Popen([EXE, "pilots", "--watch", "--max", "3", "--cpus", "2", "--memory", "1000",
+                                "--walltime", "10", "--idle-time", "15", "--interval", "2", "--network-interface",
+                                "127.0.0.1", "--directory", str(tmp_path / "pilots")],
+                               stderr=subprocess.PIPE, text=True)
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="elastic-test-")
+    try:
+        shutil.copytree(os.path.join(EXAMPLES, "decay-scatter"), os.path.join(home, "decay-scatter"))
+        run = scailfin_cwl(
+            ["--parallel",
+             "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
+             "--tmpdir-prefix", os.path.join(home, "tmp/"), "--tmp-outdir-prefix", os.path.join(home, "out/"),
+             "--outdir", os.path.join(home, "result"), os.path.join(home, "decay-scatter", "decay-scatter.cwl"),
+             os.path.join(home, "decay-scatter", "decay-scatter-job.json")], home)
+        assert run.returncode == 0, run.stderr[-3000:]
+        slots = set()
+        for d in os.listdir(os.path.join(home, "run")):
+            path = os.path.join(home, "run", d, "job.result.json")
+            if os.path.exists(path):
+                slots.add(json.load(open(path))["slot"].split("@", 1)[1])
+        assert len(slots) >= 2 and all(s.startswith("scailfin-pilot-") for s in slots), slots  # it grew
+    finally:
+        watcher.terminate()
+        _, said = watcher.communicate(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+    assert "more submitted as Slurm job" in said and "stopped watching" in said, said
+    # idle: every pilot leaves by itself, and nothing is left in squeue or the collector
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the pilots leaving")
