@@ -152,3 +152,17 @@ def test_elastic_pilots_grow_for_a_scatter_and_the_pool_shrinks_to_nothing(pool_
     assert "more submitted as Slurm job" in said and "stopped watching" in said, said
     # idle: every pilot leaves by itself, and nothing is left in squeue or the collector
     wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the pilots leaving")
+
+
+def test_a_pilot_with_a_wrong_token_is_refused_and_says_why(pool_without_startd, tmp_path):
+    collector = pool_without_startd
+    bad = tmp_path / "bad.token"
+    bad.write_text("eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJzdWIiOiJ4In0.not-the-pools-signature\n")
+    bad.chmod(0o600)
+    array, _ = start_pilots(tmp_path, "--token", str(bad), "--idle-time", "10", "--walltime", "5")
+    wait_for(lambda: not slurm_jobs("scailfin-pilot"), 90, "the refused pilot ending")
+    assert pilot_slots(collector) == []  # never admitted
+    [log] = (tmp_path / "pilots").glob(f"*/pilot-{array}-0.log")
+    text = log.read_text()
+    assert "the pool refused this pilot's updates (authentication failed: check its token)" in text, text[-3000:]
+    assert "not-the-pools-signature" not in text
