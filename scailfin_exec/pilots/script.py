@@ -122,7 +122,8 @@ wait $master
 status=$?
 echo "scailfin-exec pilot $PILOT_NAME: condor_master ended ($status); its log:"
 if grep -Eqs "SECMAN:20|AUTHENTICATE" "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog"; then
-    echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates (authentication failed: check its token)"
+    echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates" \
+        "(authentication failed: check its token)"
 fi
 tail -n 20 "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog" 2>/dev/null
 rm -rf "$PILOT_DIR"
