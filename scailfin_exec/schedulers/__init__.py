@@ -175,6 +175,18 @@ def private_directory(path: str) -> str:
     return path
 
 
+def ended_result(handle: JobHandle) -> Result | None:
+    """poll() for schedulers whose native record has a `done` event and a `result` (htcondor, slurm)."""
+    return handle.native.result if handle.native.done.is_set() else None
+
+
+def wait_ended(handle: JobHandle, timeout: float | None) -> Result:
+    """wait() for the same schedulers."""
+    if not handle.native.done.wait(timeout):
+        raise TimeoutError(f"job {handle.job.id} still running after {timeout} s")
+    return handle.native.result
+
+
 def run_identity(run_dir: str) -> str:
     """The run's identity on a batch system (HTCondor's ScailfinRun, Slurm's comment), kept in its
     directory: a scheduler opened again on the directory is the same run, and finds its jobs."""

@@ -17,7 +17,7 @@ from ...config import Settings
 from ...job import Job, Result, read_result
 from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
-from .. import JobHandle, Scheduler, SchedulerError, run_identity
+from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
 from . import submit
 from .events import EventFollower
@@ -274,12 +274,10 @@ class HTCondorScheduler(Scheduler):
     # -- the Scheduler interface ---------------------------------------------------------------
 
     def poll(self, handle: JobHandle) -> Result | None:
-        return handle.native.result if handle.native.done.is_set() else None
+        return ended_result(handle)
 
     def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
-        if not handle.native.done.wait(timeout):
-            raise TimeoutError(f"job {handle.job.id} still running after {timeout} s")
-        return handle.native.result
+        return wait_ended(handle, timeout)
 
     def cancel(self, handle: JobHandle) -> None:
         with self._cond:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ... import transfers as transfer_modes
 from ...job import Job, Result, read_result
 from ...shipping import build_shim
-from .. import JobHandle, Scheduler, SchedulerError, run_identity
+from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
 from . import submit
 from .settings import SlurmSettings
@@ -32,6 +32,7 @@ class SlurmJob:
     """What we know of one array task."""
     array: str | None = None
     task: int | None = None
+    stem: str = ""  # RUN_DIR/array-K: its batch script, directory list and per-task error files
     state: str = "pending"  # pending (not sent), queued, running, done
     restarts: int = 0
     gone_since: float | None = None
@@ -167,6 +168,7 @@ class SlurmScheduler(Scheduler):
         with self._cond:
             for task, handle in enumerate(handles):
                 handle.native.array, handle.native.task, handle.native.state = array, task, "queued"
+                handle.native.stem = stem
             self._cond.notify_all()
 
     def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
@@ -263,13 +265,12 @@ class SlurmScheduler(Scheduler):
 
     def _batch_error(self, handle: JobHandle) -> str:
         """What the batch script itself said (it writes only when it cannot start the shim)."""
-        for name in os.listdir(self.run_dir):
-            if name.endswith(f"-{handle.native.task}.err") and name.startswith("array-"):
-                with open(os.path.join(self.run_dir, name), errors="replace") as f:
-                    text = f.read().strip()
-                if handle.directory in text:
-                    return ": " + text.splitlines()[-1]
-        return ""
+        try:
+            with open(f"{handle.native.stem}-{handle.native.task}.err", errors="replace") as f:
+                text = f.read().strip()
+        except OSError:
+            return ""
+        return ": " + text.splitlines()[-1] if text else ""
 
     def _complete(self, handle: JobHandle, result: Result) -> None:
         with self._cond:
@@ -282,12 +283,10 @@ class SlurmScheduler(Scheduler):
     # -- the Scheduler interface ---------------------------------------------------------------
 
     def poll(self, handle: JobHandle) -> Result | None:
-        return handle.native.result if handle.native.done.is_set() else None
+        return ended_result(handle)
 
     def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
-        if not handle.native.done.wait(timeout):
-            raise TimeoutError(f"job {handle.job.id} still running after {timeout} s")
-        return handle.native.result
+        return wait_ended(handle, timeout)
 
     def state(self, handle: JobHandle) -> str:
         native = handle.native
