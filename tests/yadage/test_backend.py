@@ -96,10 +96,11 @@ def test_examples_on_the_slurm_cluster(tmp_path, image_roots, slurm, example, ru
     recs = records(run_dir)
     CHECKS[example](tmp_path / "work", recs, runtime)
     assert {r["host"] for r in recs} == {os.uname().nodename} and {r["stage_in"]["method"] for r in recs} == {"shared"}
-    if example == "scatter":  # the twelve in one sbatch, then the merge
+    if example == "scatter":  # the twelve in a few sbatch calls (yadage hands them over one by one as it
+        # polls, so a batch may close between two of them: seen once as 3 + 9), then the merge
         arrays = sorted(len(open(run_dir / name).read().splitlines()) for name in os.listdir(run_dir)
                         if name.startswith("array-") and name.endswith(".dirs"))
-        assert arrays == [1, 12]
+        assert sum(arrays) == 13 and len(arrays) <= 4, arrays
 
 
 def test_the_report_and_trace_options_of_the_backend(tmp_path, image_roots):
