@@ -92,7 +92,7 @@ def prepare(request: Request, slurm_options) -> Prepared:
             private_file(token_file, f.read())
     else:
         private_file(token_file, fetch_token(pool, request.walltime_min * 60 + SIGNAL_BEFORE_END_S) + "\n")
-    pilot = Pilot(pool=pool, token_file=token_file, shim=build_shim(directory),
+    pilot = Pilot(pool=pool, directory=directory, token_file=token_file, shim=build_shim(directory),
                   condor_sbin=request.condor_sbin or _sbin(), idle_s=request.idle_s,
                   network_interface=request.network_interface, python=request.python)
     config = os.path.join(directory, "condor_config")
@@ -107,7 +107,9 @@ def submit(prepared: Prepared, request: Request, slurm_options, count: int) -> s
     argv = slurm_submit.sbatch_argv(slurm_options, "scailfin-pilot", prepared.comment, count,
                                     (request.cpus, request.memory_mb, 0, request.walltime_min), prepared.script,
                                     os.path.join(prepared.directory, "pilot-%A-%a.log"), prepared.tools["sbatch"])
-    return run(argv, f"sbatch of {count} pilot(s)").stdout.strip().split(";")[0]
+    # not the submitter's TMPDIR: a pilot's scratch is the node's (Slurm's, or what the site's prolog sets)
+    env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
+    return run(argv, f"sbatch of {count} pilot(s)", env=env).stdout.strip().split(";")[0]
 
 
 def submit_pilots(request: Request, slurm_options) -> tuple[str, str]:

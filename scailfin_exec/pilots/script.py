@@ -17,7 +17,8 @@ SIGNAL_BEFORE_END_S = 120
 @dataclass
 class Pilot:
     pool: str  # the collector: HOST[:PORT]
-    token_file: str  # readable by the user alone, on a file system the nodes see
+    directory: str  # the pilot directory, on a file system the nodes see
+    token_file: str  # in it, readable by the user alone
     shim: str  # the worker shim zipapp (its --doctor says which runtimes the node has)
     condor_sbin: str = "/usr/sbin"  # where condor_master is on the node
     idle_s: int = 300
@@ -76,7 +77,7 @@ def condor_config(p: Pilot) -> str:
         "ALLOW_DAEMON = *",
         "ALLOW_ADMINISTRATOR = $(CONDOR_HOST) $ENV(USER)@*",
         "ScailfinPilot = True",
-        'ScailfinPilotJob = "$ENV(SLURM_JOB_ID)"',
+        'ScailfinPilotJob = "$ENV(PILOT_JOB)"',
         'ScailfinRuntimes = "$ENV(PILOT_RUNTIMES)"',
         "HasCVMFS = $ENV(PILOT_CVMFS)",
         "STARTD_ATTRS = $(STARTD_ATTRS) ScailfinPilot ScailfinPilotJob ScailfinRuntimes HasCVMFS",
@@ -96,30 +97,40 @@ def batch_script(p: Pilot, config_template: str) -> str:
     q = shlex.quote
     return f"""#!/bin/sh
 #SBATCH --signal=B:TERM@{SIGNAL_BEFORE_END_S}
+#SBATCH --chdir={q(p.directory)}
 # a scailfin-exec pilot: HTCondor's master and startd on this node, joining {p.pool}
 set -u
 umask 077
 exec 1>&2  # all of it to the pilot's log (sbatch --error)
-PILOT_NAME="{p.name}-$SLURM_JOB_ID-${{SLURM_ARRAY_TASK_ID:-0}}"
+PILOT_JOB="${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}_${{SLURM_ARRAY_TASK_ID:-0}}"  # what scancel takes
+PILOT_NAME="{p.name}-$SLURM_JOB_ID"
 PILOT_DIR="${{SLURM_TMPDIR:-${{TMPDIR:-/tmp}}}}/$PILOT_NAME"
 PILOT_CPUS="${{SLURM_CPUS_ON_NODE:-1}}"
 PILOT_MEMORY="${{SLURM_MEM_PER_NODE:-1024}}"
 PILOT_RUNTIMES=$({q(p.python)} -S {q(p.shim)} --doctor 2>/dev/null |
     sed -n 's/^usable runtimes: //p' | sed 's/^none$//; s/, /,/g')
 PILOT_CVMFS=$([ -d /cvmfs ] && echo True || echo False)
-export PILOT_NAME PILOT_DIR PILOT_CPUS PILOT_MEMORY PILOT_RUNTIMES PILOT_CVMFS
+export PILOT_JOB PILOT_NAME PILOT_DIR PILOT_CPUS PILOT_MEMORY PILOT_RUNTIMES PILOT_CVMFS
 mkdir -p "$PILOT_DIR/log" "$PILOT_DIR/spool" "$PILOT_DIR/execute" "$PILOT_DIR/lock" "$PILOT_DIR/run" \\
     "$PILOT_DIR/tokens.d" "$PILOT_DIR/passwords.d" || exit 1
 cp {q(p.token_file)} "$PILOT_DIR/tokens.d/pilot" || exit 1
 cp {q(config_template)} "$PILOT_DIR/condor_config" || exit 1
 export CONDOR_CONFIG="$PILOT_DIR/condor_config"
-echo "scailfin-exec pilot $PILOT_NAME on $(hostname): $PILOT_CPUS CPUs, $PILOT_MEMORY MB, runtimes '$PILOT_RUNTIMES'"
+echo "scailfin-exec pilot $PILOT_NAME (Slurm job $PILOT_JOB) on $(hostname): $PILOT_CPUS CPUs, $PILOT_MEMORY MB, runtimes '$PILOT_RUNTIMES'"
 {q(p.condor_sbin)}/condor_master -f &
 master=$!
 trap 'kill -QUIT $master 2>/dev/null' TERM INT
 wait $master
 wait $master
 status=$?
+# a startd killed on its way out (a plain scancel TERMs every process of the job, HTCondor's procd
+# too) leaves its slots in the collector, claimed by no one: the pilot takes its ads away itself
+for kind in STARTD:Machine MASTER:DaemonMaster; do
+    printf 'MyType = "Query"\\nTargetType = "%s"\\nRequirements = ScailfinPilotJob == "%s"\\n' \\
+        "${{kind#*:}}" "$PILOT_JOB" > "$PILOT_DIR/gone.ad"
+    {q(p.condor_sbin)}/condor_advertise "INVALIDATE_${{kind%%:*}}_ADS" "$PILOT_DIR/gone.ad" >/dev/null ||
+        echo "scailfin-exec pilot $PILOT_NAME: could not take its ${{kind%%:*}} ads out of the collector"
+done
 echo "scailfin-exec pilot $PILOT_NAME: condor_master ended ($status); its log:"
 if grep -Eqs "SECMAN:20|AUTHENTICATE" "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog"; then
     echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates" \

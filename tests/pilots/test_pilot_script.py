@@ -8,8 +8,8 @@ from scailfin_exec.pilots.script import Pilot, batch_script, condor_config
 
 pytestmark = pytest.mark.fast
 
-PILOT = Pilot(pool="cm.example.org:9618", token_file="/scratch/u/pilots/token", shim="/scratch/u/pilots/shim.pyz",
-              idle_s=120)
+PILOT = Pilot(pool="cm.example.org:9618", directory="/scratch/u/pilots", token_file="/scratch/u/pilots/token",
+              shim="/scratch/u/pilots/shim.pyz", idle_s=120)
 
 
 def test_the_configuration_names_the_token_directory_never_the_token():
@@ -23,7 +23,7 @@ def test_the_configuration_names_the_token_directory_never_the_token():
 
 def test_the_batch_script_copies_the_token_privately_and_turns_slurms_term_into_a_fast_shutdown():
     script = batch_script(PILOT, "/scratch/u/pilots/condor_config")
-    assert script.startswith("#!/bin/sh\n#SBATCH --signal=B:TERM@120\n")
+    assert script.startswith("#!/bin/sh\n#SBATCH --signal=B:TERM@120\n#SBATCH --chdir=/scratch/u/pilots\n")
     assert "umask 077" in script and "cp /scratch/u/pilots/token \"$PILOT_DIR/tokens.d/pilot\"" in script
     assert "trap 'kill -QUIT $master 2>/dev/null' TERM INT" in script
     assert "cat " not in script.split("tokens.d/pilot")[1]  # the token is never printed

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from ..conftest import slurm_jobs, wait_until_no_slot_is_claimed
+from scailfin_exec.report.trace import read_trace
+
+from ..conftest import result_records, slurm_jobs, wait_until_no_slot_is_claimed
 from ..cwl.test_examples import EXAMPLES, check_wordcount
 
 EXE = os.path.join(os.path.dirname(sys.executable), "scailfin-exec")
@@ -36,6 +38,10 @@ def pool_without_startd(pool, slurm):
             time.sleep(0.5)
         yield collector
     finally:
+        # a test that failed half-way leaves no pilot to the next: cancelled as any user would, and
+        # their slots wait for them to leave (a pilot takes its ads with it)
+        subprocess.run(["scancel", "--name=scailfin-pilot"], check=True)
+        wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the pilots leaving")
         htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOn, "STARTD")
         deadline = time.monotonic() + 60
         while not collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =!= True", projection=["Name"]):
@@ -91,7 +97,7 @@ def test_a_pilot_joins_the_pool_runs_wordcount_through_chirp_and_leaves_when_idl
     [directory] = [d for d in token.iterdir()]
     assert oct((directory / "token").stat().st_mode & 0o777) == "0o600"
     [slot] = wait_for(lambda: pilot_slots(collector), 60, "a pilot slot in the collector")
-    assert slot["ScailfinPilotJob"] == array and slot["Cpus"] == 2 and slot["Memory"] == 1000
+    assert slot["ScailfinPilotJob"] == f"{array}_0" and slot["Cpus"] == 2 and slot["Memory"] == 1000
     assert set(slot["ScailfinRuntimes"].split(",")) >= {"apptainer", "charliecloud"}
     token_text = (directory / "token").read_text().strip()
     for log in directory.glob("pilot-*.log"):
@@ -166,3 +172,109 @@ def test_a_pilot_with_a_wrong_token_is_refused_and_says_why(pool_without_startd,
     text = log.read_text()
     assert "the pool refused this pilot's updates (authentication failed: check its token)" in text, text[-3000:]
     assert "not-the-pools-signature" not in text
+
+
+def test_a_pilot_cancelled_mid_step_the_step_reruns_on_another_pilot_with_whole_outputs(pool_without_startd,
+                                                                                        tmp_path, image_roots):
+    import htcondor2
+
+    collector = pool_without_startd
+    array, _ = start_pilots(tmp_path, "--count", "2", "--cpus", "1", "--memory", "1000", "--walltime", "10",
+                            "--idle-time", "30")
+    wait_for(lambda: len(pilot_slots(collector)) == 2, 60, "two pilot slots in the collector")
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="scancel-test-")
+    try:
+        shutil.copy(os.path.join(os.path.dirname(__file__), "data", "slow-writer.cwl"), home)
+        exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+        proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
+                                 "--requirements", "ScailfinPilot =?= True", "--image-roots",
+                                 os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
+                                 "--outdir", os.path.join(home, "result"), os.path.join(home, "slow-writer.cwl")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
+        try:
+            # the step is running on one pilot: cancel that pilot's Slurm job, as its user would
+            busy = wait_for(lambda: collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =?= True && "
+                                                    'SlotType == "Dynamic" && State == "Claimed"',
+                                                    projection=["Name", "ScailfinPilotJob"]), 60, "a claimed pilot")
+            time.sleep(4)  # mid-step: writing its output
+            victim = busy[0]["Name"].split("@", 1)[1]
+            subprocess.run(["scancel", busy[0]["ScailfinPilotJob"]], check=True)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        lines = open(os.path.join(home, "result", "numbers.txt")).read().splitlines()
+        assert lines == [str(i) for i in range(1, 201)]  # whole: every line, once
+        [record] = result_records(err)
+        assert record["exit_code"] == 0
+        assert record["slot"].split("@", 1)[1] != victim  # it reran on the other pilot
+        [row] = read_trace(os.path.join(home, "run", "trace.tsv"))
+        assert row["restarts"] == "1" and row["state"] == "done"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    # the cancelled pilot's slots left the collector with it (no ghost claimed slot), the other left idle
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 120, "the pilots leaving")
+
+
+def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(pool_without_startd, tmp_path,
+                                                                                image_roots):
+    """The node's PATH has the shell tools a pilot needs and no container runtime (on this host
+    the runtimes are in /usr/bin with everything else, so the pilot is given a PATH of its own,
+    as a batch job inherits its submitter's): the pilot joins, advertises no runtime, and a step
+    waiting in the pool goes to the next pilot, which has them, never to it."""
+    collector = pool_without_startd
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    for tool in ("sed", "mkdir", "cp", "hostname", "grep", "tail", "rm", "cat", "sleep"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    site_bin = os.path.dirname(shutil.which("sbatch"))  # the site's Slurm commands (dev/as-test-user)
+    env = dict(os.environ, PATH=f"{bare}:{site_bin}")
+    run = subprocess.run([EXE, "pilots", "--directory", str(tmp_path / "bare"), "--network-interface", "127.0.0.1",
+                          "--worker-python", sys.executable, "--idle-time", "40", "--walltime", "10"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    [bare_slot] = wait_for(lambda: pilot_slots(collector), 60, "the pilot without runtimes in the collector")
+    assert bare_slot["ScailfinRuntimes"] == ""  # it says so
+    [log] = (tmp_path / "bare").glob("*/pilot-*.log")
+    assert "runtimes ''" in log.read_text()
+
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="no-runtime-test-")
+    try:
+        shutil.copytree(os.path.join(EXAMPLES, "wordcount"), os.path.join(home, "wordcount"))
+        exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+        proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
+                                 "--requirements", "ScailfinPilot =?= True", "--image-roots",
+                                 os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
+                                 "--outdir", os.path.join(home, "result"),
+                                 os.path.join(home, "wordcount", "wordcount.cwl"),
+                                 os.path.join(home, "wordcount", "wordcount-job.yml")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
+        try:
+            # the first step waits in the queue: the negotiator, with the bare pilot in the pool, finds no match
+            import htcondor2
+
+            schedd = htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, "localhost"))
+
+            def rejected_since(t):
+                return schedd.query(constraint=f"ScailfinRun =!= undefined && LastRejMatchTime > {t}",
+                                    projection=["JobStatus", "LastRejMatchReason"])
+
+            seen = int(time.time()) + 1  # the bare pilot was in the collector before this
+            [rejected] = wait_for(lambda: rejected_since(seen), 60, "the step rejected in negotiation")
+            assert rejected["JobStatus"] == 1, rejected  # idle: the bare pilot did not take it
+            assert schedd.query(constraint="JobStatus != 1 && ScailfinRun =!= undefined", projection=["ClusterId"]) == []
+            start_pilots(tmp_path, "--idle-time", "20", "--walltime", "10")  # a node with runtimes
+            out, err = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        records = result_records(err)
+        assert records and bare_slot["Name"].split("@", 1)[1] not in {r["slot"].split("@", 1)[1] for r in records}
+        assert all(r["slot"].startswith("slot") for r in records)  # all on the other pilot
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 120, "the pilots leaving")

@@ -52,9 +52,10 @@ def tool(name: str) -> str:
     return found
 
 
-def run(argv: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(argv: list[str], what: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                              env=env)
     except subprocess.TimeoutExpired:
         raise SchedulerError(f"{what}: {os.path.basename(argv[0])} did not answer in {COMMAND_TIMEOUT_S} s") from None
     if check and proc.returncode != 0:
