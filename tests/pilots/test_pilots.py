@@ -1,10 +1,13 @@
 # Pilots on the test site: `scailfin-exec pilots` submits HTCondor startds as Slurm jobs to the
 # site's Slurm cluster; they join the site's pool (whose own startd is switched off for these
 # tests, so every job must run on a pilot) with a token of the test user's identity, and the CWL
-# examples run on them through chirp from a workspace the node cannot see (/tmp/scailfin-submit-only,
-# an empty tmpfs in the mount namespace of the site's slurmd and its jobs: tests/site/start).
+# and yadage examples run on them through chirp from workspaces the node cannot see
+# (/tmp/scailfin-submit-only, an empty tmpfs in the mount namespace of the site's slurmd and its
+# jobs: tests/site/start). Elastic growth, a pilot cancelled mid-step, a wrong token and a node
+# without a container runtime are proven here too.
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -16,7 +19,7 @@ import pytest
 from scailfin_exec.report.trace import read_trace
 
 from ..conftest import result_records, slurm_jobs, wait_until_no_slot_is_claimed
-from ..cwl.test_examples import EXAMPLES, check_wordcount
+from ..cwl.test_examples import EXAMPLES, check_decay_scatter, check_inventory, check_wordcount
 
 EXE = os.path.join(os.path.dirname(sys.executable), "scailfin-exec")
 SUBMIT_ONLY = "/tmp/scailfin-submit-only"
@@ -88,8 +91,8 @@ def wait_for(predicate, seconds, what):
     raise AssertionError(f"{what}: not within {seconds} s")
 
 
-def test_a_pilot_joins_the_pool_runs_wordcount_through_chirp_and_leaves_when_idle(pool_without_startd, tmp_path,
-                                                                                  image_roots):
+def test_a_pilot_joins_the_pool_runs_the_cwl_examples_through_chirp_and_leaves_when_idle(pool_without_startd, tmp_path,
+                                                                                        image_roots):
     collector = pool_without_startd
     array, said = start_pilots(tmp_path, "--count", "1", "--cpus", "2", "--memory", "1000", "--walltime", "10",
                                "--idle-time", "20")
@@ -103,23 +106,23 @@ def test_a_pilot_joins_the_pool_runs_wordcount_through_chirp_and_leaves_when_idl
     for log in directory.glob("pilot-*.log"):
         assert token_text not in log.read_text()
 
-    # the workspace where the node cannot see it (the schedd and the shadows can)
+    # the workspaces where the node cannot see them (the schedd and the shadows can)
     home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="pilot-test-")
     try:
-        shutil.copytree(os.path.join(EXAMPLES, "wordcount"), os.path.join(home, "wordcount"))
-        run = scailfin_cwl(
-            ["--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
-             "--tmpdir-prefix", os.path.join(home, "tmp/"), "--tmp-outdir-prefix", os.path.join(home, "out/"),
-             "--outdir", os.path.join(home, "result"), os.path.join(home, "wordcount", "wordcount.cwl"),
-             os.path.join(home, "wordcount", "wordcount-job.yml")], home)
-        assert run.returncode == 0, run.stderr
-        import pathlib
-        records = [json.load(open(os.path.join(home, "run", d, "job.result.json")))
-                   for d in sorted(os.listdir(os.path.join(home, "run")))
-                   if os.path.exists(os.path.join(home, "run", d, "job.result.json"))]
-        check_wordcount(pathlib.Path(home, "result"), records, "apptainer")
-        assert {r["slot"].split("@")[1] for r in records} == {slot["Name"].split("@")[1]}  # the pilot's slot
-        assert {r["stage_in"]["method"] for r in records} == {"chirp (parrot)"}
+        for name, job, check in (("wordcount", "wordcount-job.yml", check_wordcount),
+                                 ("inventory", "inventory-job.yml", check_inventory)):
+            shutil.copytree(os.path.join(EXAMPLES, name), os.path.join(home, name))
+            run_dir, out = os.path.join(home, f"{name}-run"), pathlib.Path(home, f"{name}-result")
+            run = scailfin_cwl(
+                ["--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--run-dir", run_dir,
+                 "--tmpdir-prefix", os.path.join(home, "tmp/"), "--tmp-outdir-prefix", os.path.join(home, "out/"),
+                 "--outdir", str(out), os.path.join(home, name, f"{name}.cwl"), os.path.join(home, name, job)], home)
+            assert run.returncode == 0, run.stderr
+            records = [json.load(open(os.path.join(run_dir, d, "job.result.json"))) for d in sorted(os.listdir(run_dir))
+                       if os.path.exists(os.path.join(run_dir, d, "job.result.json"))]
+            check(out, records, "apptainer")
+            assert {r["slot"].split("@")[1] for r in records} == {slot["Name"].split("@")[1]}  # the pilot's slot
+            assert {r["stage_in"]["method"] for r in records} == {"chirp (parrot)"}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -145,6 +148,8 @@ def test_elastic_pilots_grow_for_a_scatter_and_the_pool_shrinks_to_nothing(pool_
              "--outdir", os.path.join(home, "result"), os.path.join(home, "decay-scatter", "decay-scatter.cwl"),
              os.path.join(home, "decay-scatter", "decay-scatter-job.json")], home)
         assert run.returncode == 0, run.stderr[-3000:]
+        check_decay_scatter(pathlib.Path(home, "result"), json.loads(run.stdout), result_records(run.stderr),
+                            "apptainer")
         slots = set()
         for d in os.listdir(os.path.join(home, "run")):
             path = os.path.join(home, "run", d, "job.result.json")
@@ -278,3 +283,26 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
     finally:
         shutil.rmtree(home, ignore_errors=True)
     wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 120, "the pilots leaving")
+
+
+def test_the_yadage_examples_run_on_a_pilot_through_chirp(pool_without_startd, tmp_path, image_roots):
+    from ..yadage.test_backend import CHECKS, records, yadage_run
+
+    collector = pool_without_startd
+    start_pilots(tmp_path, "--count", "1", "--cpus", "2", "--memory", "2000", "--walltime", "10", "--idle-time", "20")
+    [slot] = wait_for(lambda: pilot_slots(collector), 60, "a pilot slot in the collector")
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="yadage-pilot-test-")
+    try:
+        for example in CHECKS:
+            work, run_dir = pathlib.Path(home, example), os.path.join(home, f"{example}-run")
+            run = yadage_run(work, example, image_roots,
+                             ["scheduler=htcondor", "transfer=chirp", "runtime=apptainer",
+                              "requirements=ScailfinPilot =?= True", f"run_dir={run_dir}"])
+            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+            recs = records(run_dir)
+            CHECKS[example](work, recs, "apptainer")
+            assert {r["slot"].split("@", 1)[1] for r in recs} == {slot["Name"].split("@", 1)[1]}  # the pilot's
+            assert {r["stage_in"]["method"] for r in recs} == {"chirp (parrot)"}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
