@@ -11,8 +11,9 @@ import shutil
 import sys
 
 from . import __version__
-from .config import ConfigError, add_arguments, load_settings, setting_names
+from .config import ConfigError, add_arguments, add_group_arguments, load_settings, setting_names
 from .job import JobError, load_job
+from .pilots.settings import PilotSettings
 from .shipping import build_shim
 from .worker import shim as worker_shim
 
@@ -111,7 +112,9 @@ def _report(args) -> int:
 def _pilots(args) -> int:
     import signal
 
-    from .pilots.command import Request, submit_pilots, watch
+    from .config import load_group
+    from .pilots.command import prepare, submit, watch
+    from .pilots.settings import PilotSettings
     from .schedulers import SchedulerError
 
     def say(line):
@@ -122,25 +125,21 @@ def _pilots(args) -> int:
 
     try:
         settings = load_settings(args)
-        request = Request(count=args.count, cpus=args.cpus, memory_mb=args.memory, walltime_min=args.walltime,
-                          idle_s=args.idle_time, pool=args.pool, token=args.token, condor_sbin=args.condor_sbin,
-                          network_interface=args.network_interface, directory=args.directory,
-                          python=settings.worker_python or "python3")
+        request = load_group(PilotSettings, settings.pilots, "the config file's pilots", args)
+        slurm = settings.of("slurm")
+        prepared = prepare(request, slurm, settings.of("htcondor"), settings.worker_python or "python3")
         if args.watch:
-            if not 0 <= args.min <= args.max:
-                raise ConfigError(f"--min {args.min} and --max {args.max}: need 0 <= min <= max")
             signal.signal(signal.SIGTERM, stop)
             try:
-                watch(request, settings.of("slurm"), args.min, args.max, args.interval, say)
+                watch(prepared, request, slurm, say)
             except KeyboardInterrupt:
                 say("stopped watching; the pilots leave when idle")
             return 0
-        array, directory = submit_pilots(request, settings.of("slurm"))
+        array = submit(prepared, request, slurm, request.count)
     except (ConfigError, SchedulerError, OSError) as e:
         print(f"scailfin-exec pilots: error: {e}", file=sys.stderr)
         return 1
-    print(f"scailfin-exec pilots: {args.count} pilot(s) submitted as Slurm job {array}; their files and logs are "
-          f"in {directory}", file=sys.stderr)
+    say(f"{request.count} pilot(s) submitted as Slurm job {array}; their files and logs are in {prepared.directory}")
     print(array)
     return 0
 
@@ -230,31 +229,10 @@ def parser() -> argparse.ArgumentParser:
                          "runtimes) and HasCVMFS, and leaves when idle or when its allocation ends (its job "
                          "evicted back to the queue). Run steps on pilots only with --requirements "
                          "'ScailfinPilot =?= True' on the htcondor scheduler.")
-    pil.add_argument("--count", type=int, default=1, metavar="N", help="pilots to submit (default 1)")
-    pil.add_argument("--cpus", type=int, default=1, metavar="N", help="CPUs per pilot (default 1)")
-    pil.add_argument("--memory", type=int, default=1024, metavar="MB", help="memory per pilot in MiB (default 1024)")
-    pil.add_argument("--walltime", type=int, default=60, metavar="MIN", help="each pilot's Slurm time limit in "
-                     "minutes (default 60); it drains two minutes before")
-    pil.add_argument("--idle-time", type=int, default=300, metavar="S", help="a pilot with no job for this long "
-                     "leaves (default 300)")
-    pil.add_argument("--pool", metavar="HOST[:PORT]", help="the collector to join (default: the HTCondor "
-                     "configuration's COLLECTOR_HOST)")
-    pil.add_argument("--token", metavar="FILE", help="an IDTOKEN for the pilots (default: condor_token_fetch one "
-                     "of your identity, limited to ADVERTISE_STARTD, ADVERTISE_MASTER and READ)")
-    pil.add_argument("--condor-sbin", metavar="DIR", help="where condor_master is on the nodes (default: as here, "
-                     "else /usr/sbin)")
-    pil.add_argument("--network-interface", metavar="ADDR", help="the address the pilots' daemons use")
     pil.add_argument("--watch", action="store_true", help="elastic: keep submitting pilots in proportion to your "
                      "idle jobs in the pool (one pilot per --cpus idle jobs, within --min and --max live pilots) "
                      "until interrupted; idle pilots leave by themselves after --idle-time")
-    pil.add_argument("--min", type=int, default=0, metavar="N", help="with --watch: pilots kept even with no idle "
-                     "job (default 0)")
-    pil.add_argument("--max", type=int, default=10, metavar="N", help="with --watch: at most this many pilots "
-                     "pending or running (default 10)")
-    pil.add_argument("--interval", type=float, default=5.0, metavar="S", help="with --watch: seconds between two "
-                     "looks at the queues (default 5)")
-    pil.add_argument("--directory", metavar="DIR", help="where the pilots' files go, on a file system the nodes "
-                     "see (default ~/.local/state/scailfin-exec/pilots)")
+    add_group_arguments(pil, PilotSettings, "pilot options (also the config file's pilots: mapping)")
     add_arguments(pil, only=("worker_python", "partition", "account", "qos", "reservation", "constraint"))
     pil.set_defaults(func=_pilots)
 

@@ -65,6 +65,8 @@ class Settings:
                                 "RUN_DIR/trace.tsv always has them", env="SCAILFIN_TRACE", metavar="FILE")
     progress: bool = setting(True, "show progress on stderr: a live bar on a terminal, else a one-line summary at "
                              "most every 10 s", env="SCAILFIN_PROGRESS", metavar="yes|no")
+    pilots: dict = setting({}, "the pilots' own settings (`scailfin-exec pilots --help` names them), e.g. "
+                           "{cpus: 8, memory: 16000, max: 20} (config file only)", cli=False)
     explicit: set = field(default_factory=set, repr=False, metadata={"cli": False, "internal": True})
     # each scheduler's own settings (its options_class), by scheduler name
     schedulers: dict = field(default_factory=dict, repr=False, metadata={"cli": False, "internal": True})
@@ -194,14 +196,50 @@ def add_arguments(parser: argparse.ArgumentParser, group_title: str = "scailfin-
             continue
         if owner not in groups:
             groups[owner] = parser.add_argument_group(f"{owner} scheduler options ({scheduler_class(owner).help})")
-        env = f.metadata["env"]
-        help_text = f.metadata["help"] + (f" (environment: {env})" if env else "")
+        extra = ""
         if name == "scheduler":  # what the registry holds, and the transfer modes each takes
-            help_text += "; one of: " + "; ".join(
+            extra = "; one of: " + "; ".join(
                 f"{s} ({scheduler_class(s).help}; transfer {', '.join(scheduler_class(s).transfers)})" for s in SCHEDULERS)
-        groups[owner].add_argument("--" + name.replace("_", "-"), dest="scailfin_" + name,
-                                   metavar=f.metadata["metavar"], default=None, help=help_text,
-                                   action="append" if name == "image_roots" else "store")
+        _add_option(groups[owner], f, extra)
+
+
+def _add_option(group, f, extra: str = "") -> None:
+    env = f.metadata["env"]
+    group.add_argument("--" + f.name.replace("_", "-"), dest="scailfin_" + f.name, metavar=f.metadata["metavar"],
+                       default=None, help=f.metadata["help"] + (f" (environment: {env})" if env else "") + extra,
+                       action="append" if f.name == "image_roots" else "store")
+
+
+def add_group_arguments(parser: argparse.ArgumentParser, cls, title: str) -> None:
+    """One --option per field of a settings group of its own (e.g. the pilots'), under `title`."""
+    group = parser.add_argument_group(title)
+    for f in fields(cls):
+        if f.metadata.get("cli"):
+            _add_option(group, f)
+
+
+def load_group(cls, mapping: dict, source: str, args: argparse.Namespace | None = None, environ=None):
+    """A settings group of its own (a dataclass of setting() fields) from a mapping in the config
+    file (its values as _convert left them), then its environment variables, then the command line."""
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(str(k).replace("-", "_") for k in mapping) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    group = cls()
+    for key, value in mapping.items():
+        setattr(group, key.replace("-", "_"), _convert(known[key.replace("-", "_")], value, source))
+    for name, f in known.items():
+        env = f.metadata["env"]
+        if env and environ.get(env) not in (None, ""):
+            setattr(group, name, _convert(f, environ[env], "$" + env))
+        cli = getattr(args, "scailfin_" + name, None) if args else None
+        if cli is not None:
+            setattr(group, name, _convert(f, cli, "--" + name.replace("_", "-")))
+    try:
+        return group.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_yaml(path: str) -> dict:

@@ -17,23 +17,9 @@ from ..schedulers.slurm import submit as slurm_submit
 from ..schedulers.slurm.scheduler import TOOLS, check_cluster, run, tool
 from ..shipping import build_shim
 from .script import SIGNAL_BEFORE_END_S, Pilot, batch_script, condor_config
+from .settings import PilotSettings
 
 TOKEN_AUTHZ = ("ADVERTISE_STARTD", "ADVERTISE_MASTER", "READ")
-
-
-@dataclass
-class Request:
-    count: int = 1
-    cpus: int = 1
-    memory_mb: int = 1024
-    walltime_min: int = 60
-    idle_s: int = 300
-    pool: str | None = None
-    token: str | None = None  # a token file given by the user (else one is fetched)
-    condor_sbin: str | None = None
-    network_interface: str | None = None
-    directory: str | None = None
-    python: str = "python3"
 
 
 def private_file(path: str, data: str) -> None:
@@ -58,7 +44,9 @@ def fetch_token(pool: str, lifetime_s: int) -> str:
     return token
 
 
-def default_pool() -> str:
+def default_pool(htcondor_options) -> str:
+    if htcondor_options is not None and htcondor_options.pool:
+        return htcondor_options.pool
     try:
         import htcondor2
 
@@ -76,13 +64,13 @@ class Prepared:
     tools: dict
 
 
-def prepare(request: Request, slurm_options) -> Prepared:
+def prepare(request: PilotSettings, slurm_options, htcondor_options=None, python: str = "python3") -> Prepared:
     """Check the cluster, lay out the pilot directory (token 0600) on a file system the nodes see."""
     if os.geteuid() == 0:
         raise SchedulerError("refusing to start pilots as root: they run the user's jobs")
     tools = {name: tool(name) for name in TOOLS}
     check_cluster(tools, slurm_options.partition)
-    pool = request.pool or default_pool()
+    pool = request.pool or default_pool(htcondor_options)
     base = request.directory or os.path.join(os.path.expanduser("~"), ".local", "state", "scailfin-exec", "pilots")
     directory = os.path.join(base, time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}")
     os.makedirs(directory, mode=0o700)
@@ -91,10 +79,11 @@ def prepare(request: Request, slurm_options) -> Prepared:
         with open(request.token) as f:
             private_file(token_file, f.read())
     else:
-        private_file(token_file, fetch_token(pool, request.walltime_min * 60 + SIGNAL_BEFORE_END_S) + "\n")
+        private_file(token_file, fetch_token(pool, request.walltime * 60 + SIGNAL_BEFORE_END_S) + "\n")
     pilot = Pilot(pool=pool, directory=directory, token_file=token_file, shim=build_shim(directory),
-                  condor_sbin=request.condor_sbin or _sbin(), idle_s=request.idle_s,
-                  network_interface=request.network_interface, python=request.python)
+                  condor_sbin=request.condor_sbin or _sbin(), idle_s=request.idle_time,
+                  condor_tarball=os.path.abspath(request.condor_tarball) if request.condor_tarball else None,
+                  network_interface=request.network_interface, python=python)
     config = os.path.join(directory, "condor_config")
     private_file(config, condor_config(pilot))
     script = os.path.join(directory, "pilot.sh")
@@ -102,20 +91,14 @@ def prepare(request: Request, slurm_options) -> Prepared:
     return Prepared(directory, script, f"scailfin-pilots-{os.path.basename(directory)}", tools)
 
 
-def submit(prepared: Prepared, request: Request, slurm_options, count: int) -> str:
+def submit(prepared: Prepared, request: PilotSettings, slurm_options, count: int) -> str:
     """count more pilots, as one Slurm array: its id."""
     argv = slurm_submit.sbatch_argv(slurm_options, "scailfin-pilot", prepared.comment, count,
-                                    (request.cpus, request.memory_mb, 0, request.walltime_min), prepared.script,
+                                    (request.cpus, request.memory, 0, request.walltime), prepared.script,
                                     os.path.join(prepared.directory, "pilot-%A-%a.log"), prepared.tools["sbatch"])
     # not the submitter's TMPDIR: a pilot's scratch is the node's (Slurm's, or what the site's prolog sets)
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
     return run(argv, f"sbatch of {count} pilot(s)", env=env).stdout.strip().split(";")[0]
-
-
-def submit_pilots(request: Request, slurm_options) -> tuple[str, str]:
-    """Lay out the pilot directory and submit request.count pilots: (Slurm array id, directory)."""
-    prepared = prepare(request, slurm_options)
-    return submit(prepared, request, slurm_options, request.count), prepared.directory
 
 
 def live_pilots(prepared: Prepared) -> int:
@@ -138,24 +121,24 @@ def idle_jobs() -> int:
     return count
 
 
-def wanted(idle: int, live: int, request: Request, minimum: int, maximum: int) -> int:
+def wanted(idle: int, live: int, request: PilotSettings) -> int:
     """How many pilots to add: enough for the idle jobs (one per request.cpus of them), within
-    [minimum, maximum] live pilots. Pilots are never cancelled here: idle ones leave by themselves."""
-    target = max(minimum, min(maximum, -(-idle // max(1, request.cpus))))
+    [request.min, request.max] live pilots. Pilots are never cancelled here: idle ones leave by themselves."""
+    target = max(request.min, min(request.max, -(-idle // max(1, request.cpus))))
     return max(0, target - live)
 
 
-def watch(request: Request, slurm_options, minimum: int, maximum: int, interval_s: float, say) -> None:
+def watch(prepared: Prepared, request: PilotSettings, slurm_options, say) -> None:
     """Keep pilots in proportion to the idle jobs until interrupted (Ctrl-C, SIGTERM)."""
-    prepared = prepare(request, slurm_options)
-    say(f"watching: pilots of {request.cpus} CPU(s) between {minimum} and {maximum}; files in {prepared.directory}")
+    say(f"watching: pilots of {request.cpus} CPU(s) between {request.min} and {request.max}; files in "
+        f"{prepared.directory}")
     while True:
         idle, live = idle_jobs(), live_pilots(prepared)
-        more = wanted(idle, live, request, minimum, maximum)
+        more = wanted(idle, live, request)
         if more:
             array = submit(prepared, request, slurm_options, more)
             say(f"{idle} idle job(s), {live} pilot(s): {more} more submitted as Slurm job {array}")
-        time.sleep(interval_s)
+        time.sleep(request.interval)
 
 
 def _sbin() -> str:

@@ -21,6 +21,7 @@ class Pilot:
     token_file: str  # in it, readable by the user alone
     shim: str  # the worker shim zipapp (its --doctor says which runtimes the node has)
     condor_sbin: str = "/usr/sbin"  # where condor_master is on the node
+    condor_tarball: str | None = None  # else: an HTCondor release unpacked into the pilot's scratch
     idle_s: int = 300
     network_interface: str | None = None
     python: str = "python3"
@@ -40,7 +41,7 @@ def condor_config(p: Pilot) -> str:
         "EXECUTE = $(LOCAL_DIR)/execute",
         "LOCK = $(LOCAL_DIR)/lock",
         "RUN = $(LOCAL_DIR)/run",
-        f"SBIN = {p.condor_sbin}",
+        "SBIN = $ENV(PILOT_SBIN)",
         "RELEASE_DIR = $(SBIN)/..",
         "BIN = $(RELEASE_DIR)/bin",
         "LIB = $(RELEASE_DIR)/lib/condor",
@@ -95,6 +96,14 @@ def batch_script(p: Pilot, config_template: str) -> str:
     scratch, copies the token in (0600), asks the shim which runtimes the node has, runs
     condor_master in the foreground of a shell that turns Slurm's TERM into a fast shutdown."""
     q = shlex.quote
+    if p.condor_tarball:
+        unpack = f"""mkdir "$PILOT_DIR/condor" && tar -xf {q(p.condor_tarball)} -C "$PILOT_DIR/condor" || exit 1
+PILOT_SBIN=$(dirname "$(find "$PILOT_DIR/condor" -maxdepth 3 -path '*/sbin/condor_master' | head -n 1)")
+[ -x "$PILOT_SBIN/condor_master" ] || {{ echo "scailfin-exec pilot: no sbin/condor_master in "{q(p.condor_tarball)}; exit 1; }}
+echo "scailfin-exec pilot $PILOT_NAME: HTCondor unpacked from "{q(p.condor_tarball)}" into $PILOT_SBIN/.."
+"""
+    else:
+        unpack = ""
     return f"""#!/bin/sh
 #SBATCH --signal=B:TERM@{SIGNAL_BEFORE_END_S}
 #SBATCH --chdir={q(p.directory)}
@@ -110,14 +119,16 @@ PILOT_MEMORY="${{SLURM_MEM_PER_NODE:-1024}}"
 PILOT_RUNTIMES=$({q(p.python)} -S {q(p.shim)} --doctor 2>/dev/null |
     sed -n 's/^usable runtimes: //p' | sed 's/^none$//; s/, /,/g')
 PILOT_CVMFS=$([ -d /cvmfs ] && echo True || echo False)
-export PILOT_JOB PILOT_NAME PILOT_DIR PILOT_CPUS PILOT_MEMORY PILOT_RUNTIMES PILOT_CVMFS
+PILOT_SBIN={q(p.condor_sbin)}
+export PILOT_SBIN PILOT_JOB PILOT_NAME PILOT_DIR PILOT_CPUS PILOT_MEMORY PILOT_RUNTIMES PILOT_CVMFS
 mkdir -p "$PILOT_DIR/log" "$PILOT_DIR/spool" "$PILOT_DIR/execute" "$PILOT_DIR/lock" "$PILOT_DIR/run" \\
     "$PILOT_DIR/tokens.d" "$PILOT_DIR/passwords.d" || exit 1
 cp {q(p.token_file)} "$PILOT_DIR/tokens.d/pilot" || exit 1
 cp {q(config_template)} "$PILOT_DIR/condor_config" || exit 1
-export CONDOR_CONFIG="$PILOT_DIR/condor_config"
-echo "scailfin-exec pilot $PILOT_NAME (Slurm job $PILOT_JOB) on $(hostname): $PILOT_CPUS CPUs, $PILOT_MEMORY MB, runtimes '$PILOT_RUNTIMES'"
-{q(p.condor_sbin)}/condor_master -f &
+{unpack}export CONDOR_CONFIG="$PILOT_DIR/condor_config"
+echo "scailfin-exec pilot $PILOT_NAME (Slurm job $PILOT_JOB) on $(hostname): $PILOT_CPUS CPUs," \\
+    "$PILOT_MEMORY MB, runtimes '$PILOT_RUNTIMES'"
+"$PILOT_SBIN/condor_master" -f &
 master=$!
 trap 'kill -QUIT $master 2>/dev/null' TERM INT
 wait $master
@@ -128,7 +139,7 @@ status=$?
 for kind in STARTD:Machine MASTER:DaemonMaster; do
     printf 'MyType = "Query"\\nTargetType = "%s"\\nRequirements = ScailfinPilotJob == "%s"\\n' \\
         "${{kind#*:}}" "$PILOT_JOB" > "$PILOT_DIR/gone.ad"
-    {q(p.condor_sbin)}/condor_advertise "INVALIDATE_${{kind%%:*}}_ADS" "$PILOT_DIR/gone.ad" >/dev/null ||
+    "$PILOT_SBIN/condor_advertise" "INVALIDATE_${{kind%%:*}}_ADS" "$PILOT_DIR/gone.ad" >/dev/null ||
         echo "scailfin-exec pilot $PILOT_NAME: could not take its ${{kind%%:*}} ads out of the collector"
 done
 echo "scailfin-exec pilot $PILOT_NAME: condor_master ended ($status); its log:"

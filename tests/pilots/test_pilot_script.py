@@ -3,8 +3,10 @@
 # TERM becomes a fast shutdown, and pilots grow with the idle jobs within their bounds.
 import pytest
 
-from scailfin_exec.pilots.command import Request, wanted
+from scailfin_exec.config import ConfigError, load_group, load_settings
+from scailfin_exec.pilots.command import wanted
 from scailfin_exec.pilots.script import Pilot, batch_script, condor_config
+from scailfin_exec.pilots.settings import PilotSettings
 
 pytestmark = pytest.mark.fast
 
@@ -37,4 +39,37 @@ def test_the_batch_script_copies_the_token_privately_and_turns_slurms_term_into_
     (0, 0, 1, 2, 10, 2),      # the minimum is kept even when idle
 ])
 def test_pilots_grow_with_the_idle_jobs_within_their_bounds(idle, live, cpus, minimum, maximum, more):
-    assert wanted(idle, live, Request(cpus=cpus), minimum, maximum) == more
+    assert wanted(idle, live, PilotSettings(cpus=cpus, min=minimum, max=maximum)) == more
+
+
+def test_a_pilot_from_a_tarball_unpacks_it_into_its_scratch_and_runs_its_condor_master():
+    script = batch_script(Pilot(pool="cm:9618", directory="/d", token_file="/d/token", shim="/d/shim.pyz",
+                                condor_tarball="/scratch/u/condor 25.tar.gz"), "/d/condor_config")
+    assert "tar -xf '/scratch/u/condor 25.tar.gz' -C \"$PILOT_DIR/condor\"" in script
+    assert script.index("PILOT_SBIN=$(dirname") > script.index("PILOT_SBIN=/usr/sbin")  # the tarball's wins
+    assert '"$PILOT_SBIN/condor_master" -f &' in script
+    assert "SBIN = $ENV(PILOT_SBIN)" in condor_config(PILOT)
+
+
+def test_pilot_sizes_come_from_the_config_file_then_the_environment_then_the_command_line(tmp_path):
+    config = tmp_path / "scailfin.yml"
+    config.write_text("scheduler: htcondor\npilots:\n  cpus: 8\n  memory: 16000\n  max: 20\n  idle-time: 60\n")
+    settings = load_settings(None, environ={}, config_file=str(config))
+
+    class Args:
+        scailfin_memory = "32000"
+
+    pilots = load_group(PilotSettings, settings.pilots, "pilots", Args(), environ={"SCAILFIN_PILOT_MAX": "30"})
+    assert (pilots.cpus, pilots.memory, pilots.max, pilots.idle_time, pilots.min) == (8, 32000, 30, 60, 0)
+
+
+@pytest.mark.parametrize("mapping,error", [
+    ({"cpu": 4}, "pilots: unknown setting(s) cpu (known: "),
+    ({"min": 5, "max": 2}, "min 5 and max 2: need 0 <= min <= max"),
+    ({"cpus": "many"}, "cpus (from pilots): invalid literal"),
+    ({"condor_tarball": "/nonexistent.tar.gz"}, "condor_tarball: no such file '/nonexistent.tar.gz'"),
+])
+def test_bad_pilot_settings_are_named(mapping, error):
+    with pytest.raises(ConfigError) as info:
+        load_group(PilotSettings, mapping, "pilots", None, environ={})
+    assert str(info.value).startswith(error), str(info.value)

@@ -8,6 +8,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -306,3 +307,44 @@ def test_the_yadage_examples_run_on_a_pilot_through_chirp(pool_without_startd, t
     finally:
         shutil.rmtree(home, ignore_errors=True)
     wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
+
+
+def test_a_pilot_from_an_htcondor_tarball_unpacks_it_in_its_scratch_and_runs_steps(pool_without_startd, slurm,
+                                                                                   tmp_path, image_roots):
+    """The tarball is laid out as HTCondor's releases are (condor-VERSION/{sbin,bin,lib,libexec}),
+    made here from the site's own HTCondor; the pilot's master, startd and starter run from the
+    copy it unpacked into its scratch, not from the node's /usr/sbin."""
+    import tarfile
+
+    collector = pool_without_startd
+    usr = os.path.join(slurm, "rootfs", "usr")
+    tarball = tmp_path / "condor-25-release.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for sub in ("sbin", "bin"):
+            for name in os.listdir(os.path.join(usr, sub)):
+                if name.startswith("condor_"):
+                    tar.add(os.path.join(usr, sub, name), f"condor-25/{sub}/{name}")
+        tar.add(os.path.join(usr, "libexec", "condor"), "condor-25/libexec/condor")
+        tar.add(os.path.join(usr, "lib", "condor"), "condor-25/lib/condor")
+    start_pilots(tmp_path, "--condor-tarball", str(tarball), "--cpus", "2", "--memory", "1000", "--walltime", "10",
+                 "--idle-time", "15")
+    wait_for(lambda: pilot_slots(collector), 60, "the pilot from the tarball in the collector")
+    home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="tarball-test-")
+    try:
+        shutil.copytree(os.path.join(EXAMPLES, "wordcount"), os.path.join(home, "wordcount"))
+        out = pathlib.Path(home, "result")
+        run = scailfin_cwl(["--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--outdir", str(out),
+                            "--run-dir", os.path.join(home, "run"),
+                            os.path.join(home, "wordcount", "wordcount.cwl"),
+                            os.path.join(home, "wordcount", "wordcount-job.yml")], home)
+        assert run.returncode == 0, run.stderr[-3000:]
+        check_wordcount(out, result_records(run.stderr), "apptainer")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
+    [log] = (tmp_path / "pilots").glob("*/pilot-*.log")
+    text = log.read_text()
+    unpacked = re.search(r"HTCondor unpacked from \S+ into (/\S+)/sbin/\.\.", text).group(1)
+    assert unpacked.endswith("/condor/condor-25"), unpacked
+    assert f"is watching {unpacked}/sbin/condor_master" in text  # the master from the tarball
+    assert f"({unpacked}/sbin/../libexec/condor/condor_mips)" in text  # its own libexec
