@@ -126,7 +126,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     coll = collector()
-    schedd = htcondor2.Schedd(coll.locate(htcondor2.DaemonType.Schedd))
+    schedd = htcondor2.Schedd(coll.locate(htcondor2.DaemonType.Schedd, "localhost"))
     if not coll.query(htcondor2.AdType.Startd, constraint=OFF_PILOTS, projection=["Name"]):
         sys.exit("the site's own startd is not in the pool: start the site (tests/site/start)")
     no_pilots_left()
