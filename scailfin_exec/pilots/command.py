@@ -94,7 +94,7 @@ def prepare(request: PilotSettings, slurm_options, htcondor_options=None, python
 def submit(prepared: Prepared, request: PilotSettings, slurm_options, count: int) -> str:
     """count more pilots, as one Slurm array: its id."""
     argv = slurm_submit.sbatch_argv(slurm_options, "scailfin-pilot", prepared.comment, count,
-                                    (request.cpus, request.memory, 0, request.walltime), prepared.script,
+                                    (request.cpus, request.memory, request.gpus, request.walltime), prepared.script,
                                     os.path.join(prepared.directory, "pilot-%A-%a.log"), prepared.tools["sbatch"])
     # not the submitter's TMPDIR: a pilot's scratch is the node's (Slurm's, or what the site's prolog sets)
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}

@@ -1,10 +1,11 @@
 # A pilot's batch script, as a pure function of its settings: a Slurm job that runs HTCondor's own
 # condor_master and condor_startd on its node, one partitionable slot the size of the allocation,
 # joining the pool with an IDTOKENS token (never host trust), advertising what the shim needs to
-# know (the node's usable container runtimes, /cvmfs, GPUs) and ScailfinPilot. It leaves when idle
-# (STARTD_NOCLAIM_SHUTDOWN) and when the allocation ends: Slurm's TERM (--signal, two minutes
-# before the end, or scancel --batch --signal=TERM) reaches condor_master as a fast shutdown
-# (SIGQUIT), which evicts the running job back to the queue at once.
+# know (the node's usable container runtimes, /cvmfs, the GPUs Slurm gave it) and ScailfinPilot.
+# It leaves when idle (STARTD_NOCLAIM_SHUTDOWN) and when the allocation ends: Slurm's TERM
+# (--signal, two minutes before the end) reaches condor_master as a fast shutdown (SIGQUIT), which
+# evicts the running job back to the queue at once; a plain scancel TERMs every process at once,
+# and the pilot then takes its slots out of the collector itself.
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def condor_config(p: Pilot) -> str:
         "NUM_SLOTS_TYPE_1 = 1",
         "SLOT_TYPE_1 = 100%",
         "SLOT_TYPE_1_PARTITIONABLE = True",
+        # the GPUs the job was given (Slurm sets CUDA_VISIBLE_DEVICES, which condor_gpu_discovery honours)
+        "use feature : GPUs",
         "SUSPEND = False",
         "PREEMPT = False",
         "KILL = False",

@@ -17,6 +17,8 @@ class PilotSettings:
     cpus: int = setting(1, "CPUs per pilot: its one partitionable slot's size (default 1)",
                         env="SCAILFIN_PILOT_CPUS", metavar="N")
     memory: int = setting(1024, "memory per pilot in MiB (default 1024)", env="SCAILFIN_PILOT_MEMORY", metavar="MB")
+    gpus: int = setting(0, "GPUs per pilot (sbatch --gres=gpu:N; HTCondor's GPU discovery advertises those Slurm "
+                        "gave it, for steps that ask for GPUs) (default 0)", env="SCAILFIN_PILOT_GPUS", metavar="N")
     walltime: int = setting(60, "each pilot's Slurm time limit in minutes (default 60); it drains two minutes "
                             "before, its running jobs going back to the queue", env="SCAILFIN_PILOT_WALLTIME",
                             metavar="MIN")
@@ -50,6 +52,8 @@ class PilotSettings:
         for name in ("count", "cpus", "memory", "walltime"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.gpus < 0:
+            raise ValueError(f"gpus: must be at least 0, got {self.gpus}")
         if self.idle_time < 1:
             raise ValueError(f"idle_time: must be at least 1 second, got {self.idle_time}")
         if not 0 <= self.min <= self.max:

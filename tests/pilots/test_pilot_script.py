@@ -21,6 +21,7 @@ def test_the_configuration_names_the_token_directory_never_the_token():
     assert "CONDOR_HOST = cm.example.org:9618" in config and "STARTD_NOCLAIM_SHUTDOWN = 120" in config
     assert 'START = ScailfinRuntimes =!= ""' in config.splitlines()  # a node without a runtime takes no step
     assert "SLOT_TYPE_1_PARTITIONABLE = True" in config
+    assert "use feature : GPUs" in config.splitlines()  # the GPUs Slurm gave the pilot (CUDA_VISIBLE_DEVICES)
 
 
 def test_the_batch_script_copies_the_token_privately_and_turns_slurms_term_into_a_fast_shutdown():

@@ -64,7 +64,8 @@ def pilot_slots(collector):
     import htcondor2
 
     return collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =?= True",
-                           projection=["Name", "ScailfinRuntimes", "ScailfinPilotJob", "Cpus", "Memory", "HasCVMFS"])
+                           projection=["Name", "ScailfinRuntimes", "ScailfinPilotJob", "Cpus", "Memory", "HasCVMFS",
+                                       "DetectedGPUs"])
 
 
 def scailfin_cwl(args, cwd, timeout=300):
@@ -103,6 +104,8 @@ def test_a_pilot_joins_the_pool_runs_the_cwl_examples_through_chirp_and_leaves_w
     [slot] = wait_for(lambda: pilot_slots(collector), 60, "a pilot slot in the collector")
     assert slot["ScailfinPilotJob"] == f"{array}_0" and slot["Cpus"] == 2 and slot["Memory"] == 1000
     assert set(slot["ScailfinRuntimes"].split(",")) >= {"apptainer", "charliecloud"}
+    assert slot["HasCVMFS"] is True  # the site's nodes have /cvmfs/unpacked.cern.ch (tests/site/start)
+    assert slot["DetectedGPUs"] == 0  # none here: the discovery ran and says so
     token_text = (directory / "token").read_text().strip()
     for log in directory.glob("pilot-*.log"):
         assert token_text not in log.read_text()
@@ -180,13 +183,18 @@ def test_a_pilot_with_a_wrong_token_is_refused_and_says_why(pool_without_startd,
     assert "not-the-pools-signature" not in text
 
 
-def test_a_pilot_cancelled_mid_step_the_step_reruns_on_another_pilot_with_whole_outputs(pool_without_startd,
-                                                                                        tmp_path, image_roots):
+@pytest.mark.parametrize("ending", [
+    ["scancel"],  # every process of the pilot's job TERMed at once, then KILLed (KillWait 5 s here)
+    # what the pilot's own `#SBATCH --signal=B:TERM@120` sends when its allocation is about to end
+    ["scancel", "--batch", "--signal=TERM"],
+], ids=["scancel", "end-of-allocation-signal"])
+def test_a_pilot_ended_mid_step_the_step_reruns_on_another_pilot_with_whole_outputs(pool_without_startd, tmp_path,
+                                                                                    image_roots, ending):
     import htcondor2
 
     collector = pool_without_startd
     array, _ = start_pilots(tmp_path, "--count", "2", "--cpus", "1", "--memory", "1000", "--walltime", "10",
-                            "--idle-time", "30")
+                            "--idle-time", "20")
     wait_for(lambda: len(pilot_slots(collector)) == 2, 60, "two pilot slots in the collector")
     home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="scancel-test-")
     try:
@@ -198,13 +206,13 @@ def test_a_pilot_cancelled_mid_step_the_step_reruns_on_another_pilot_with_whole_
                                  "--outdir", os.path.join(home, "result"), os.path.join(home, "slow-writer.cwl")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
         try:
-            # the step is running on one pilot: cancel that pilot's Slurm job, as its user would
+            # the step is running on one pilot: end that pilot's Slurm job
             busy = wait_for(lambda: collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =?= True && "
                                                     'SlotType == "Dynamic" && State == "Claimed"',
                                                     projection=["Name", "ScailfinPilotJob"]), 60, "a claimed pilot")
             time.sleep(4)  # mid-step: writing its output
             victim = busy[0]["Name"].split("@", 1)[1]
-            subprocess.run(["scancel", busy[0]["ScailfinPilotJob"]], check=True)
+            subprocess.run([*ending, busy[0]["ScailfinPilotJob"]], check=True)
             out, err = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:
