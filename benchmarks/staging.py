@@ -11,7 +11,8 @@
 # part HTCondor's starter and shadow spent (what their startd and schedd collect when they end,
 # less the job's own CPU, which the shim records).
 # The modes take turns within each repetition, starting with a different one each time.
-# Goal: parrot within 1.5x of HTCondor's own file transfer on the large file.
+# Goals: parrot within 1.5x of HTCondor's own file transfer on the large file; chirp within 1.5x of
+# it on the small files (a directory travels through chirp as one archive the submit side makes).
 #
 #   dev/as-test-user python benchmarks/staging.py [--repeat 4]
 import argparse
@@ -182,6 +183,10 @@ def main():
     parrot = statistics.median(results[("200 MiB file", "chirp (parrot)")])
     condor = statistics.median(results[("200 MiB file", "htcondor")])
     print(f"parrot vs HTCondor file transfer, 200 MiB file: {parrot / condor:.2f}x (goal: at most 1.5x)")
+    for method in ("chirp (parrot)", "chirp (condor_chirp)"):
+        small = statistics.median(results[("2,000 small files", method)])
+        print(f"{method} vs HTCondor file transfer, 2,000 small files (one archive): "
+              f"{small / statistics.median(results[('2,000 small files', 'htcondor')]):.2f}x (goal: at most 1.5x)")
     floor = beyond_shared(cpu, "200 MiB file", "chirp (parrot)") / cores
     print(f"the CPU parrot's stage-in costs allows no less than {floor:.2f} s on {cores} cores;"
           f" the goal needs at most {1.5 * condor:.2f} s")

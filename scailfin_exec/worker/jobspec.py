@@ -75,6 +75,9 @@ class Job(NamedTuple):
     # transfer modes that copy files: where each submit-side path was put, relative to the job's
     # scratch directory (a directory travels as a .tar, unpacked there); set by the scheduler
     staged: Dict[str, str] = {}
+    # transfer chirp: directories fetched as one archive each (submit-side directory -> its archive
+    # on the submit side, built by the scheduler); set by the scheduler
+    archives: Dict[str, str] = {}
 
     @property
     def cwd(self) -> str:
@@ -302,6 +305,9 @@ def _paths(body: Dict[str, Any]) -> None:
                 _short(original), _short(relative)))
         staged[_abs("job.staged", original, root_allowed=False)] = relative
     body["staged"] = staged
+    body["archives"] = {_abs("job.archives", directory, root_allowed=False): _abs("job.archives", archive,
+                                                                                  root_allowed=False)
+                        for directory, archive in _str_dict("job.archives", body.get("archives", {})).items()}
 
 
 def check_runtime_names(where: str, names: List[str]) -> List[str]:

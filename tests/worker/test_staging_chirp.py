@@ -175,3 +175,54 @@ def test_a_job_vacated_while_writing_back_leaves_the_old_file_or_the_whole_new_o
     assert seen <= {hashlib.sha256(old).hexdigest(), new_sum.hexdigest(), "none"}  # never a partial file
     assert sha(ws / "result.bin") == new_sum.hexdigest()
     assert not [n for n in os.listdir(ws) if ".scailfin-" in n]
+
+
+def test_a_directory_of_small_files_travels_as_one_archive_shared_then_removed(pool, tmp_path, chirp_job):
+    """300 small files, odd names, a link, an empty and a read-only directory, an executable:
+    one archive in the run directory, fetched with one request, the same tree on the worker;
+    a second job needing the same content uses the same archive, one after a change gets the
+    change; no archive is left once the jobs have ended."""
+    tree = tmp_path / "tree"
+    for i in range(300):
+        sub = tree / f"d{i // 30:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i:03d}.txt").write_text(f"small {i}\n")
+    for name in ODD_NAMES:
+        (tree / name).write_text(f"name: {name}\n")
+    (tree / "empty").mkdir()
+    (tree / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (tree / "run.sh").chmod(0o755)
+    os.symlink("d00/f000.txt", tree / "link")
+    (tree / "read-only").mkdir()
+    (tree / "read-only" / "r.txt").write_text("r\n")
+    (tree / "read-only").chmod(0o555)
+    archives = tmp_path / "run" / "chirp-archives"
+
+    def step(name):
+        ws = tmp_path / name
+        ws.mkdir()
+        argv = ["sh", "-c", f"cp -a {tree} {ws}/back && {tree}/run.sh > {ws}/ran.txt"]
+        return chirp_job(name, argv, ws, inputs=[str(tree)], outputs=["back", "ran.txt"])
+
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="chirp-archive") as sched:
+        first, second = sched.submit(step("first")), sched.submit(step("second"))
+        assert first.job.archives[str(tree)] == second.job.archives[str(tree)]  # one archive of the tree
+        assert len(os.listdir(archives)) == 3  # the tree's, and each one's workspace's
+        results = [sched.wait(first), sched.wait(second)]
+        (tree / "d00" / "f000.txt").write_text("changed\n")
+        results.append(sched.run(step("third")))
+    for result in results:
+        assert result.ok, result.describe() + "\n" + result.stderr_tail()
+        assert "2 directories fetched as one archive each" in result.record.stage_in.notes
+        assert result.record.stage_in.files >= 300 + len(ODD_NAMES) + 3
+    (tree / "read-only").chmod(0o755)
+    for name in ("first", "second"):
+        back = tmp_path / name / "back"
+        assert (tmp_path / name / "ran.txt").read_text() == "ran\n"
+        assert os.path.islink(back / "link") and (back / "empty").is_dir() and os.access(back / "run.sh", os.X_OK)
+        sums = tree_sums(back)
+        assert sums["d00/f000.txt"] == hashlib.sha256(b"small 0\n").hexdigest()
+        assert {k: v for k, v in sums.items() if k != "d00/f000.txt"} == \
+            {k: v for k, v in tree_sums(tree).items() if k != "d00/f000.txt"}
+    assert (tmp_path / "third" / "back" / "d00" / "f000.txt").read_text() == "changed\n"  # a new archive
+    assert os.listdir(archives) == []  # each removed once no job needed it

@@ -1,7 +1,8 @@
 # The chirp transfer mode (the SCAILFIN paper's way), worker half: the shim fetches what the step
-# needs through HTCondor's I/O proxy (parrot_run, or condor_chirp when parrot is missing), binds
-# each copy at its original absolute path, and writes the declared outputs back, each under a
-# temporary name then renamed. Standard library only (worker side).
+# needs through HTCondor's I/O proxy (parrot_run, or condor_chirp when parrot is missing; a
+# directory as the one archive the submit side made of it, unpacked here), binds each copy at its
+# original absolute path, and writes the declared outputs back, each under a temporary name then
+# renamed. Standard library only (worker side).
 
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Dict, List, Tuple
 
 from .. import procs
 from ..jobspec import Job
-from . import (Placement, StagingError, needed_paths, output_files, placed, quiet, temporary_mark,
+from . import (Placement, StagingError, needed_paths, output_files, placed, quiet, tar, temporary_mark,
                temporary_name)
 
 CHIRP_TIMEOUT_S = 3600  # one remote operation (a whole tree through parrot)
@@ -23,10 +24,25 @@ CONDOR_CHIRP_MAX_BYTES = 2 ** 31 - 1  # condor_chirp holds a file in one buffer 
 
 
 def stage_in(job: Job, scratch: str, environ) -> Placement:
+    """Fetch what the step needs: a directory the submit side archived (job.archives) as that one
+    file, unpacked here; anything else entry by entry."""
     chirp = Chirp(scratch, environ)
     mapping = {path: os.path.join(scratch, "scailfin-in", str(number), os.path.basename(path))
                for number, path in enumerate(needed_paths(job))}
-    files, size = chirp.fetch(mapping)
+    wanted = {job.archives.get(path, path): local + ".tar" if path in job.archives else local
+              for path, local in mapping.items()}
+    _, size = chirp.fetch(wanted)
+    for path in job.archives:
+        if path in mapping:
+            archive = mapping[path] + ".tar"
+            tar(["-xf", archive, "-C", os.path.dirname(archive), "--no-same-owner"])
+            os.unlink(archive)
+            if not os.path.isdir(mapping[path]):
+                raise StagingError("the archive of {} did not hold it".format(path))
+    if job.archives:
+        chirp.notes.append("{} director{} fetched as one archive each".format(
+            len(job.archives), "y" if len(job.archives) == 1 else "ies"))
+    files = sum(_count(local)[0] for local in mapping.values())
     return placed(job, scratch, mapping, {"method": "chirp ({})".format(chirp.method), "files": files,
                                           "bytes": size, "notes": chirp.notes})
 
