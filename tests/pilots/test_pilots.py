@@ -228,8 +228,9 @@ def test_a_pilot_ended_mid_step_the_step_reruns_on_another_pilot_with_whole_outp
         assert row["restarts"] == "1" and row["state"] == "done"
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    # the cancelled pilot's slots left the collector with it (no ghost claimed slot), the other left idle
-    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 120, "the pilots leaving")
+    # the ended pilot's slots left the collector with it (no ghost claimed slot); the other is the fixture's
+    wait_for(lambda: not [s for s in pilot_slots(collector) if s["Name"].split("@", 1)[1] == victim], 30,
+             "the ended pilot's slots leaving the collector")
 
 
 def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(pool_without_startd, tmp_path,
@@ -246,7 +247,7 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
     site_bin = os.path.dirname(shutil.which("sbatch"))  # the site's Slurm commands (dev/as-test-user)
     env = dict(os.environ, PATH=f"{bare}:{site_bin}")
     run = subprocess.run([EXE, "pilots", "--directory", str(tmp_path / "bare"), "--network-interface", "127.0.0.1",
-                          "--worker-python", sys.executable, "--idle-time", "40", "--walltime", "10"],
+                          "--worker-python", sys.executable, "--idle-time", "60", "--walltime", "10"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     [bare_slot] = wait_for(lambda: pilot_slots(collector), 60, "the pilot without runtimes in the collector")
@@ -278,7 +279,8 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
             seen = int(time.time()) + 1  # the bare pilot was in the collector before this
             [rejected] = wait_for(lambda: rejected_since(seen), 60, "the step rejected in negotiation")
             assert rejected["JobStatus"] == 1, rejected  # idle: the bare pilot did not take it
-            assert schedd.query(constraint="JobStatus != 1 && ScailfinRun =!= undefined", projection=["ClusterId"]) == []
+            assert schedd.query(constraint="JobStatus != 1 && ScailfinRun =!= undefined",
+                                projection=["ClusterId"]) == []
             start_pilots(tmp_path, "--idle-time", "20", "--walltime", "10")  # a node with runtimes
             out, err = proc.communicate(timeout=240)
         finally:
@@ -291,7 +293,6 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
         assert all(r["slot"].startswith("slot") for r in records)  # all on the other pilot
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 120, "the pilots leaving")
 
 
 def test_the_yadage_examples_run_on_a_pilot_through_chirp(pool_without_startd, tmp_path, image_roots):
@@ -314,7 +315,6 @@ def test_the_yadage_examples_run_on_a_pilot_through_chirp(pool_without_startd, t
             assert {r["stage_in"]["method"] for r in recs} == {"chirp (parrot)"}
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
 
 
 def test_a_pilot_from_an_htcondor_tarball_unpacks_it_in_its_scratch_and_runs_steps(pool_without_startd, slurm,
@@ -349,7 +349,8 @@ def test_a_pilot_from_an_htcondor_tarball_unpacks_it_in_its_scratch_and_runs_ste
         check_wordcount(out, result_records(run.stderr), "apptainer")
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the idle pilot leaving")
+    subprocess.run(["scancel", "--name=scailfin-pilot"], check=True)  # its log ends with its daemons' logs
+    wait_for(lambda: not pilot_slots(collector) and not slurm_jobs("scailfin-pilot"), 60, "the pilot ending")
     [log] = (tmp_path / "pilots").glob("*/pilot-*.log")
     text = log.read_text()
     unpacked = re.search(r"HTCondor unpacked from \S+ into (/\S+)/sbin/\.\.", text).group(1)
