@@ -4,8 +4,8 @@
 # here once, in the run directory, and shared by every job of the run that needs the same content
 # (its name is a digest of every entry's path, type, size, time and mode: a directory that changed
 # gets a new one), removed when no job of this process needs it any more. A directory of more than
-# ARCHIVE_LIMIT bytes is fetched entry by entry, its large files streamed. Once the job has ended,
-# the temporaries of a killed or evicted attempt are cleared.
+# ARCHIVE_LIMIT bytes (its large files streamed) or of a few entries is fetched entry by entry.
+# Once the job has ended, the temporaries of a killed or evicted attempt are cleared.
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .shared import inputs  # noqa: F401  (nothing for HTCondor to carry)
 IO_PROXY = True
 ARCHIVES = "chirp-archives"  # in the run directory
 ARCHIVE_LIMIT = 64 << 20  # a directory of more bytes is fetched entry by entry (no copy of it here)
+ARCHIVE_MIN_ENTRIES = 32  # nor one of fewer entries: their round trips cost less than an archive
 
 _lock = threading.Lock()
 _users: dict[str, int] = {}  # archive -> jobs of this process that still need it
@@ -93,7 +94,7 @@ def _unreadable(error: OSError):
 
 def _archive(path: str, where: str) -> str | None:
     entries, total = manifest(path)
-    if total > ARCHIVE_LIMIT:
+    if total > ARCHIVE_LIMIT or len(entries) < ARCHIVE_MIN_ENTRIES:
         return None
     digest = hashlib.sha256(json.dumps([path, entries]).encode(errors="surrogateescape")).hexdigest()[:40]
     archive = os.path.join(where, digest + ".tar")

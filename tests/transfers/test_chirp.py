@@ -1,7 +1,7 @@
 # The chirp transfer mode's submit half, without a pool: each directory a step needs becomes one
 # archive in the run directory, shared by the jobs that need the same content, made anew when the
-# directory changes, removed when no job needs it; a large directory is left to travel entry by
-# entry; a directory that cannot be read is refused with its name.
+# directory changes, removed when no job needs it; a large directory, or one of a few entries, is
+# left to travel entry by entry; a directory that cannot be read is refused with its name.
 import os
 import tarfile
 
@@ -40,7 +40,7 @@ def test_jobs_needing_the_same_directory_share_one_archive_removed_after_the_las
     data, run = setup
     a = chirp.ship(job(tmp_path, "a", data), str(run / "a"))
     b = chirp.ship(job(tmp_path, "b", data), str(run / "b"))
-    assert set(a.archives) == {str(data), str(tmp_path / "ws")} and a.archives == b.archives
+    assert set(a.archives) == {str(data)} and a.archives == b.archives  # not the empty workspace: a few entries
     archive = a.archives[str(data)]
     assert os.path.dirname(archive) == str(run / chirp.ARCHIVES)
     with tarfile.open(archive) as tar:

@@ -207,13 +207,13 @@ def test_a_directory_of_small_files_travels_as_one_archive_shared_then_removed(p
     with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="chirp-archive") as sched:
         first, second = sched.submit(step("first")), sched.submit(step("second"))
         assert first.job.archives[str(tree)] == second.job.archives[str(tree)]  # one archive of the tree
-        assert len(os.listdir(archives)) == 3  # the tree's, and each one's workspace's
+        assert len(os.listdir(archives)) == 1  # the tree's (the empty workspaces go entry by entry)
         results = [sched.wait(first), sched.wait(second)]
         (tree / "d00" / "f000.txt").write_text("changed\n")
         results.append(sched.run(step("third")))
     for result in results:
         assert result.ok, result.describe() + "\n" + result.stderr_tail()
-        assert "2 directories fetched as one archive each" in result.record.stage_in.notes
+        assert "1 directory fetched as one archive" in result.record.stage_in.notes, result.record.stage_in
         assert result.record.stage_in.files >= 300 + len(ODD_NAMES) + 3
     (tree / "read-only").chmod(0o755)
     for name in ("first", "second"):

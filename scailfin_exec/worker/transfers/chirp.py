@@ -40,8 +40,8 @@ def stage_in(job: Job, scratch: str, environ) -> Placement:
             if not os.path.isdir(mapping[path]):
                 raise StagingError("the archive of {} did not hold it".format(path))
     if job.archives:
-        chirp.notes.append("{} director{} fetched as one archive each".format(
-            len(job.archives), "y" if len(job.archives) == 1 else "ies"))
+        chirp.notes.append("1 directory fetched as one archive" if len(job.archives) == 1 else
+                           "{} directories fetched as one archive each".format(len(job.archives)))
     files = sum(_count(local)[0] for local in mapping.values())
     return placed(job, scratch, mapping, {"method": "chirp ({})".format(chirp.method), "files": files,
                                           "bytes": size, "notes": chirp.notes})
