@@ -114,7 +114,6 @@ def _pilots(args) -> int:
 
     from .config import load_group
     from .pilots.command import prepare, submit, watch
-    from .pilots.settings import PilotSettings
     from .schedulers import SchedulerError
 
     def say(line):

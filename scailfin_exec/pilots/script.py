@@ -102,7 +102,10 @@ def batch_script(p: Pilot, config_template: str) -> str:
     if p.condor_tarball:
         unpack = f"""mkdir "$PILOT_DIR/condor" && tar -xf {q(p.condor_tarball)} -C "$PILOT_DIR/condor" || exit 1
 PILOT_SBIN=$(dirname "$(find "$PILOT_DIR/condor" -maxdepth 3 -path '*/sbin/condor_master' | head -n 1)")
-[ -x "$PILOT_SBIN/condor_master" ] || {{ echo "scailfin-exec pilot: no sbin/condor_master in "{q(p.condor_tarball)}; exit 1; }}
+if [ ! -x "$PILOT_SBIN/condor_master" ]; then
+    echo "scailfin-exec pilot: no sbin/condor_master in "{q(p.condor_tarball)}
+    exit 1
+fi
 echo "scailfin-exec pilot $PILOT_NAME: HTCondor unpacked from "{q(p.condor_tarball)}" into $PILOT_SBIN/.."
 """
     else:
