@@ -51,7 +51,7 @@ def test_an_apptainer_without_no_eval_refuses_a_value_it_would_evaluate():
 
 def test_charliecloud_runs_in_the_keepers_namespaces_with_read_only_binds_made_there():
     run = RUNTIMES["charliecloud"].command("/bin/ch-run", "0.31", SPEC, {"USER": "u"})
-    area = "/scratch/job/.scailfin-ns"
+    area = "/scratch/job/.scailfin-job-1-ns"  # the run's own: two jobs may share a directory
     assert run.argv == ["/bin/ch-run", "--private-tmp", "--unset-env=*", "--env-no-expand",
                         "--set-env=K=$HOME v", "--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                         "-b", f"{area}/tmp:/tmp", "-b", "/ws", "-b", f"{area}/bind/1:/in", "-c", "/ws", "/images/alpine",

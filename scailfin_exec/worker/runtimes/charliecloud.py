@@ -27,7 +27,8 @@ class CharliecloudRuntime(ContainerRuntime):
 
     def command(self, exe, version, spec, environ):
         image = spec.image.location
-        area = os.path.join(spec.scratch, ".scailfin-ns")
+        # this run's own (two jobs may share a directory; each removes its area when it ends)
+        area = os.path.join(spec.scratch, ".{}-ns".format(spec.name))
         if ":" in area:
             raise BindError("charliecloud: the job's scratch directory {} contains ':', which ch-run's -b cannot "
                             "express".format(spec.scratch))
