@@ -86,11 +86,14 @@ def bare(schedd, work, n):
     log = os.path.join(work, f"bare-{n}.log")
     started = time.perf_counter()
     schedd.submit(htcondor2.Submit({"executable": "/bin/true", "transfer_executable": "false", "log": log,
+                                    "initialdir": work, "output": "/dev/null", "error": "/dev/null",
                                     "should_transfer_files": "YES", "batch_name": "scale-bare",
                                     "request_cpus": "1", "request_memory": "64M", "request_disk": "10M"}),
                   count=n)
     ended = 0
     for event in htcondor2.JobEventLog(log).events(stop_after=3600):
+        if event.type == htcondor2.JobEventType.JOB_HELD:
+            sys.exit(f"a bare job was held: {event.get('HoldReason')}")
         if event.type == htcondor2.JobEventType.JOB_TERMINATED:
             ended += 1
             if ended == n:
