@@ -230,12 +230,8 @@ def load_group(cls, mapping: dict, source: str, args: argparse.Namespace | None 
     for key, value in mapping.items():
         setattr(group, key.replace("-", "_"), _convert(known[key.replace("-", "_")], value, source))
     for name, f in known.items():
-        env = f.metadata["env"]
-        if env and environ.get(env) not in (None, ""):
-            setattr(group, name, _convert(f, environ[env], "$" + env))
-        cli = getattr(args, "scailfin_" + name, None) if args else None
-        if cli is not None:
-            setattr(group, name, _convert(f, cli, "--" + name.replace("_", "-")))
+        for value in _overrides(f, environ, args):
+            setattr(group, name, value)
     try:
         return group.validate()
     except ValueError as e:
@@ -278,15 +274,21 @@ def load_settings(args: argparse.Namespace | None = None, environ=None, config_f
             name = key.replace("-", "_")
             _assign(settings, name, _convert(known[name][0], value, path))
     for name, (f, _) in known.items():
-        env = f.metadata["env"]
-        if env and environ.get(env) not in (None, ""):
-            _assign(settings, name, _convert(f, environ[env], "$" + env))
-        cli = getattr(args, "scailfin_" + name, None) if args else None
-        if cli is not None:
-            if name == "image_roots":
-                cli = [p for item in cli for p in item.split(os.pathsep) if p]
-            _assign(settings, name, _convert(f, cli, "--" + name.replace("_", "-")))
+        for value in _overrides(f, environ, args):
+            _assign(settings, name, value)
     return settings.validate()
+
+
+def _overrides(f, environ, args):
+    """A setting's values from its environment variable, then from the command line (the later wins)."""
+    env = f.metadata["env"]
+    if env and environ.get(env) not in (None, ""):
+        yield _convert(f, environ[env], "$" + env)
+    cli = getattr(args, "scailfin_" + f.name, None) if args else None
+    if cli is not None:
+        if f.name == "image_roots":
+            cli = [p for item in cli for p in item.split(os.pathsep) if p]
+        yield _convert(f, cli, "--" + f.name.replace("_", "-"))
 
 
 def settings_from_options(options: dict, environ=None) -> Settings:

@@ -142,15 +142,17 @@ wait $master
 status=$?
 # a startd killed on its way out (a plain scancel TERMs every process of the job, HTCondor's procd
 # too) leaves its slots in the collector, claimed by no one: the pilot takes its ads away itself
-for kind in STARTD:Machine MASTER:DaemonMaster; do
+gone() {{  # DAEMON TARGETTYPE
     printf 'MyType = "Query"\\nTargetType = "%s"\\nRequirements = ScailfinPilotJob == "%s"\\n' \\
-        "${{kind#*:}}" "$PILOT_JOB" > "$PILOT_DIR/gone.ad"
-    "$PILOT_SBIN/condor_advertise" "INVALIDATE_${{kind%%:*}}_ADS" "$PILOT_DIR/gone.ad" >/dev/null ||
-        echo "scailfin-exec pilot $PILOT_NAME: could not take its ${{kind%%:*}} ads out of the collector"
-done
+        "$2" "$PILOT_JOB" > "$PILOT_DIR/gone.ad"
+    "$PILOT_SBIN/condor_advertise" "INVALIDATE_$1_ADS" "$PILOT_DIR/gone.ad" >/dev/null ||
+        echo "scailfin-exec pilot $PILOT_NAME: could not take its $1 ads out of the collector"
+}}
+gone STARTD Machine
+gone MASTER DaemonMaster
 echo "scailfin-exec pilot $PILOT_NAME: condor_master ended ($status); its log:"
 if grep -Eqs "SECMAN:20|AUTHENTICATE" "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog"; then
-    echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates" \
+    echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates" \\
         "(authentication failed: check its token)"
 fi
 tail -n 20 "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog" 2>/dev/null

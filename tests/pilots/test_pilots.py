@@ -5,6 +5,7 @@
 # (/tmp/scailfin-submit-only, an empty tmpfs in the mount namespace of the site's slurmd and its
 # jobs: tests/site/start). Elastic growth, a pilot cancelled mid-step, a wrong token and a node
 # without a container runtime are proven here too.
+import contextlib
 import json
 import os
 import pathlib
@@ -68,18 +69,31 @@ def pilot_slots(collector):
                                        "DetectedGPUs"])
 
 
-def scailfin_cwl(args, cwd, timeout=300):
-    """scailfin-cwl on the pool's pilot slots only, through chirp; a run that overstays is
-    interrupted (SIGTERM: it removes its jobs), not killed, so no job of it is left for later pilots."""
+@contextlib.contextmanager
+def scailfin_cwl_running(args, cwd):
+    """scailfin-cwl on the pool's pilot slots only, through chirp, while the test acts on it; a run
+    still going at the end is interrupted (SIGTERM: it removes its jobs), not killed, so no job of
+    it is left for later pilots."""
     exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
     proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
                              "--requirements", "ScailfinPilot =?= True", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, err = proc.communicate(timeout=120)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=120)
+
+
+def scailfin_cwl(args, cwd, timeout=300):
+    """scailfin-cwl run to its end (or interrupted after timeout seconds)."""
+    with scailfin_cwl_running(args, cwd) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, err = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -199,13 +213,9 @@ def test_a_pilot_ended_mid_step_the_step_reruns_on_another_pilot_with_whole_outp
     home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="scancel-test-")
     try:
         shutil.copy(os.path.join(os.path.dirname(__file__), "data", "slow-writer.cwl"), home)
-        exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
-        proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
-                                 "--requirements", "ScailfinPilot =?= True", "--image-roots",
-                                 os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
-                                 "--outdir", os.path.join(home, "result"), os.path.join(home, "slow-writer.cwl")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
-        try:
+        with scailfin_cwl_running(["--image-roots", os.pathsep.join(image_roots), "--pull", "no",
+                                   "--run-dir", os.path.join(home, "run"), "--outdir", os.path.join(home, "result"),
+                                   os.path.join(home, "slow-writer.cwl")], home) as proc:
             # the step is running on one pilot: end that pilot's Slurm job
             busy = wait_for(lambda: collector.query(htcondor2.AdType.Startd, constraint="ScailfinPilot =?= True && "
                                                     'SlotType == "Dynamic" && State == "Claimed"',
@@ -214,10 +224,6 @@ def test_a_pilot_ended_mid_step_the_step_reruns_on_another_pilot_with_whole_outp
             victim = busy[0]["Name"].split("@", 1)[1]
             subprocess.run([*ending, busy[0]["ScailfinPilotJob"]], check=True)
             out, err = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
         lines = open(os.path.join(home, "result", "numbers.txt")).read().splitlines()
         assert lines == [str(i) for i in range(1, 201)]  # whole: every line, once
@@ -258,15 +264,10 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
     home = tempfile.mkdtemp(dir=SUBMIT_ONLY, prefix="no-runtime-test-")
     try:
         shutil.copytree(os.path.join(EXAMPLES, "wordcount"), os.path.join(home, "wordcount"))
-        exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
-        proc = subprocess.Popen([exe, "--scheduler", "htcondor", "--transfer", "chirp", "--runtime", "apptainer",
-                                 "--requirements", "ScailfinPilot =?= True", "--image-roots",
-                                 os.pathsep.join(image_roots), "--pull", "no", "--run-dir", os.path.join(home, "run"),
-                                 "--outdir", os.path.join(home, "result"),
-                                 os.path.join(home, "wordcount", "wordcount.cwl"),
-                                 os.path.join(home, "wordcount", "wordcount-job.yml")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)
-        try:
+        with scailfin_cwl_running(["--image-roots", os.pathsep.join(image_roots), "--pull", "no",
+                                   "--run-dir", os.path.join(home, "run"), "--outdir", os.path.join(home, "result"),
+                                   os.path.join(home, "wordcount", "wordcount.cwl"),
+                                   os.path.join(home, "wordcount", "wordcount-job.yml")], home) as proc:
             # the first step waits in the queue: the negotiator, with the bare pilot in the pool, finds no match
             import htcondor2
 
@@ -283,10 +284,6 @@ def test_a_pilot_on_a_node_without_a_container_runtime_says_so_and_gets_no_step(
                                 projection=["ClusterId"]) == []
             start_pilots(tmp_path, "--idle-time", "20", "--walltime", "10")  # a node with runtimes
             out, err = proc.communicate(timeout=240)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
         records = result_records(err)
         assert records and bare_slot["Name"].split("@", 1)[1] not in {r["slot"].split("@", 1)[1] for r in records}
