@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .config import ConfigError, add_arguments, add_group_arguments, load_settings, setting_names
-from .job import JobError, load_job
+from .job import JOB_RECORDS, Job, JobError, job_records, load_job
 from .pilots.settings import PilotSettings
 from .shipping import build_shim
 from .worker import shim as worker_shim
@@ -26,10 +26,24 @@ def _doctor(args) -> int:
     return 0 if not lines[-1].endswith(": none") else 1
 
 
+def _job_to_run(path: str, job_id: str | None) -> Job:
+    """A job file, or a run directory's job (its job file, or its line in jobs.jsonl)."""
+    if job_id is None:
+        return load_job(path)
+    if not os.path.isdir(path):
+        raise JobError(f"{path} is not a run directory (a job id was given)")
+    job_file = os.path.join(path, job_id, "job.json")
+    if os.path.isfile(job_file):
+        return load_job(job_file)
+    if job_id in (records := job_records(path)):
+        return records[job_id][1]
+    raise JobError(f"the run directory {path} has no job {job_id!r} (no {job_id}/job.json, not in {JOB_RECORDS})")
+
+
 def _run_job(args) -> int:
     try:
         settings = load_settings(args)
-        job = load_job(args.job)
+        job = _job_to_run(args.job, args.job_id)
     except (ConfigError, JobError) as e:
         print(f"scailfin-exec: error: {e}", file=sys.stderr)
         return 2
@@ -94,7 +108,8 @@ def _report(args) -> int:
         return 2
     steps = steps_of_run(args.run_dir)
     if not steps:
-        print(f"scailfin-exec report: error: {args.run_dir} holds no job (no */job.json): not a run directory",
+        print(f"scailfin-exec report: error: {args.run_dir} holds no job (no */job.json, no jobs.jsonl): not a run "
+              "directory",
               file=sys.stderr)
         return 2
     write_report(args.run_dir, args.output, steps)
@@ -178,7 +193,10 @@ def parser() -> argparse.ArgumentParser:
                          "output, and exit with the step's exit code (or the shim's own code: 250 bad job, "
                          "251 no runtime, 252 image, 253 bind, 254 staging, 249 walltime, 248 internal). "
                          "Options given here override the job's runtime preference and image locations.")
-    run.add_argument("job", help="the job description file")
+    run.add_argument("job", help="the job description file, or a run directory (with JOB_ID)")
+    run.add_argument("job_id", nargs="?", help="the job of the run directory to run: its job file, or for a job the "
+                     "htcondor scheduler submitted that has not ended (its description travels in its job ad), its "
+                     "line in RUN_DIR/jobs.jsonl")
     add_arguments(run, only=("runtime", "image_roots", "image_cache", "pull", "worker_python", "run_dir"))
     run.set_defaults(func=_run_job)
 

@@ -1,7 +1,9 @@
 # The job description and the result record as the submit side sees them: the shared definitions
 # from the worker package (jobspec.py, results.py), plus writing job files and reading back records.
 
+import json
 import os
+import time
 from dataclasses import dataclass
 
 from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job description's home)
@@ -15,6 +17,7 @@ from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job descr
     job_from_dict,
     job_to_dict,
     load_job,
+    loads,
 )
 from .worker.results import EXIT_CODES, RecordError, ResultRecord, load_record, result_path_for  # noqa: F401
 
@@ -32,6 +35,40 @@ def write_job(job: Job, path: str) -> Job:
         f.write(dumps(job))  # argv, environment and secrets: the user's alone
     os.replace(tmp, path)
     return job
+
+
+JOB_RECORDS = "jobs.jsonl"  # in a run directory: the jobs submitted without a job file, one line each
+
+
+def append_job_records(run_dir: str, jobs: list[Job]) -> None:
+    """Note in the run directory, in one write, jobs submitted without a job file of their own
+    (the htcondor scheduler's): {"submitted": time, "job": description} a line. Reports read them
+    (job_records); `scailfin-exec run-job RUN_DIR JOB_ID` runs one again."""
+    if not jobs:
+        return
+    now = round(time.time(), 3)
+    text = "".join(json.dumps({"submitted": now, "job": job_to_dict(job)}, sort_keys=True) + "\n" for job in jobs)
+    fd = os.open(os.path.join(run_dir, JOB_RECORDS), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def job_records(run_dir: str) -> dict[str, tuple[float, Job]]:
+    """The jobs a run directory's JOB_RECORDS notes: job id -> (when submitted, job). A line that
+    cannot be read (a run cut off while writing) is skipped."""
+    found = {}
+    try:
+        with open(os.path.join(run_dir, JOB_RECORDS), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = loads(line)
+                    job = job_from_dict(record["job"])
+                    found[job.id] = (float(record["submitted"]), job)
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return found
 
 
 @dataclass

@@ -24,3 +24,14 @@ def test_a_malformed_image_reference_fails_before_submission_with_the_workers_me
         parse_reference("Alpine:Latest!")
     assert str(info.value) == f"job.image: {worker.value}" == "job.image: invalid image reference 'Alpine:Latest!': bad tag 'Latest!'"
     assert not (tmp_path / "job.json").exists()
+
+
+def test_the_runs_job_records_are_private_and_a_line_cut_off_is_skipped(tmp_path):
+    from scailfin_exec.job import append_job_records, job_records
+
+    append_job_records(str(tmp_path), [Job(id=f"j{i}", image="alpine", argv=["true"], workspace="/ws") for i in range(2)])
+    with open(tmp_path / "jobs.jsonl", "a") as f:
+        f.write('{"submitted": 1, "job": {"id": "cut')
+    found = job_records(str(tmp_path))
+    assert sorted(found) == ["j0", "j1"] and found["j1"][1].workspace == "/ws"
+    assert stat.S_IMODE(os.stat(tmp_path / "jobs.jsonl").st_mode) == 0o600

@@ -1,7 +1,7 @@
 # One row per step of a run, for the trace file, the report and the progress line: what the
 # scheduler interface says (submitted, its own id, restarts) joined with the shim's result record
 # (phases, runtime, host, bytes staged). Built from a live run (a handle and its Result) or, after
-# the fact, from a run directory alone (job.json, job.result.json, trace.tsv).
+# the fact, from a run directory alone (job.json or jobs.jsonl, job.result.json, trace.tsv).
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ..job import Result, load_job, read_result
+from ..job import Result, job_records, load_job, read_result
 
 # the phases of a step, in the order they happen (the shim: runtime and image, stage-in, run, stage-out)
 PHASES = ("queued", "image", "stage_in", "run", "stage_out")
@@ -106,27 +106,29 @@ def phase_spans(step: Step) -> list[tuple[str, float, float]]:
 
 
 def steps_of_run(run_dir: str, states: dict | None = None) -> list[Step]:
-    """Every step of a run directory, from its job files and result records; what the trace file
-    (RUN_DIR/trace.tsv) knows of a step (its scheduler id, restarts) is added."""
+    """Every step of a run directory, from its job files (or, for a job submitted without one, its
+    line in jobs.jsonl) and result records; what the trace file (RUN_DIR/trace.tsv) knows of a
+    step (its scheduler id, restarts) is added."""
     from .trace import read_trace
 
     known = {row["job_id"]: row for row in read_trace(os.path.join(run_dir, "trace.tsv"))}
-    steps = []
+    jobs = job_records(run_dir)  # job id -> (submitted, job)
     for name in sorted(os.listdir(run_dir)):
         job_file = os.path.join(run_dir, name, "job.json")
-        if not os.path.isfile(job_file):
-            continue
-        try:
-            job = load_job(job_file)
-        except Exception:  # noqa: BLE001  (a broken job file is not a step to show)
-            continue
+        if name not in jobs and os.path.isfile(job_file):
+            try:
+                jobs[name] = (submitted_at(job_file), load_job(job_file))
+            except Exception:  # noqa: BLE001  (a broken job file is not a step to show)
+                continue
+    steps = []
+    for name, (submitted, job) in sorted(jobs.items()):
         result_file = os.path.join(run_dir, name, "job.result.json")
         result = None
         if os.path.exists(result_file):
             result = read_result(job.id, result_file, None, stdout_log=os.path.join(run_dir, name, "stdout.log"),
                                  stderr_log=os.path.join(run_dir, name, "stderr.log"))
         row = known.get(job.id, {})
-        step = step_of(job, result, submitted_at(job_file), row.get("scheduler_id"), int(row.get("restarts") or 0),
+        step = step_of(job, result, submitted, row.get("scheduler_id"), int(row.get("restarts") or 0),
                        (states or {}).get(job.id))
         if row.get("state") in ("failed", "cancelled") and step.state == "done":
             step.state = row["state"]  # the scheduler's verdict (a hold, a lost output) stands

@@ -34,12 +34,12 @@ def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
     characters the file list cannot carry, through a link of a plain name in send/N/ (the
     transfer follows links to files). Directories travel as send/N.tar: HTCondor cannot follow
     links to directories, and one archive moves many small files faster than the files themselves."""
-    send = os.path.join(directory, SEND)
+    send = os.path.join(directory, SEND)  # (the job's directory is made when it first needs one: private)
     staged, taken = {}, set(taken)
     for number, path in enumerate(needed_paths(job)):
         name = os.path.basename(path)
         if os.path.isdir(path):
-            os.makedirs(send, exist_ok=True)
+            _private(directory, send)
             subprocess.run(["tar", "-cf", os.path.join(send, f"{number}.tar"), "-C", os.path.dirname(path) or "/",
                             name], check=True, capture_output=True)
             staged[path] = f"send/{number}.tar"
@@ -47,16 +47,23 @@ def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
             taken.add(name)
             staged[path] = name  # listed in transfer_input_files as it is
         else:  # through a link of a plain name (the transfer follows links to files)
-            os.makedirs(os.path.join(send, str(number)))
+            _private(directory, send, os.path.join(send, str(number)))
             os.symlink(path, os.path.join(send, str(number), "file"))
             staged[path] = f"send/{number}/file"
     return job._replace(staged=staged)
 
 
-def inputs(job: Job) -> list[str]:
-    """What HTCondor must carry for the step: the send/ directory, and the files listed as they are."""
+def _private(*directories: str) -> None:
+    for directory in directories:
+        os.makedirs(directory, 0o700, exist_ok=True)
+
+
+def inputs(job: Job, directory: str) -> list[str]:
+    """What HTCondor must carry for the step: the send/ directory (in the job's directory), and the
+    files listed as they are."""
     direct = [path for path, relative in sorted(job.staged.items()) if "/" not in relative]
-    return ([SEND] if any(r.startswith(SEND + "/") for r in job.staged.values()) else []) + direct
+    sent = any(r.startswith(SEND + "/") for r in job.staged.values())
+    return ([os.path.join(directory, SEND)] if sent else []) + direct
 
 
 def bring_back(job: Job, directory: str, returned: str) -> str | None:

@@ -14,7 +14,7 @@ def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
     return job
 
 
-def inputs(job: Job) -> list[str]:
+def inputs(job: Job, directory: str) -> list[str]:
     return []
 
 

@@ -18,7 +18,7 @@ from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTE
                       EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
                       result_path_for)
 from .transfers.htcondor import empty_outbox
-from .jobspec import Job, JobError, check_runtime_names, load_job
+from .jobspec import Job, JobError, check_runtime_names, load_job, load_job_ad
 from .runtimes import RUNTIMES, BindError, RunSpec, default_order
 
 class ShimFailure(Exception):
@@ -42,6 +42,8 @@ def runtime_order(job: Optional[Job], override: Optional[str], environ) -> List[
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scailfin-shim", description="Run one scailfin-exec job description in a container.")
     parser.add_argument("job", nargs="?", help="the job description (JSON)")
+    parser.add_argument("--job-ad", action="store_true", help="read the job description from this HTCondor job's "
+                        "ad ($_CONDOR_JOB_AD), where the htcondor scheduler puts it, instead of a job file")
     parser.add_argument("--result", help="where to write the result record (default: JOB.result.json beside the job)")
     parser.add_argument("--runtime", help="runtime preference, comma-separated (overrides the job and SCAILFIN_RUNTIME)")
     parser.add_argument("--doctor", action="store_true", help="report the runtimes and transfer tools this node has, and exit")
@@ -62,8 +64,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         lines = doctor(environ)
         print("\n".join(lines))
         return 0 if any(line.startswith("usable runtimes: ") and not line.endswith("none") for line in lines) else 1
+    if args.job_ad and not args.job:
+        args.job = os.path.abspath(environ.get("_CONDOR_JOB_AD") or ".job.ad")  # its directory is the scratch
+    elif args.job_ad:
+        parser.error("give either a job file or --job-ad")
     if not args.job:
-        parser.error("a job file is required (or --doctor)")
+        parser.error("a job file is required (or --job-ad, or --doctor)")
     # the record's fields as they become known; a ResultRecord (results.py) when the job has ended
     record = {"host": _host(), "slot": _slot(environ), "user": _user(), "python": _python_version(),
               "started": time.time(), "timings": {}, "detection": [], "notes": []}
@@ -100,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run(args, environ: Dict[str, str], record: Dict) -> int:
     timings = record["timings"]
     try:
-        job = load_job(args.job)
+        job = load_job_ad(args.job) if args.job_ad else load_job(args.job)
     except JobError as e:
         raise ShimFailure(EXIT_BAD_JOB, "bad job file: {}".format(e))
     record["job_id"] = job.id

@@ -1,5 +1,6 @@
 # The htcondor scheduler against the real test pool (HTCondor 25 in the test site): real jobs,
 # real worker shims, real containers on the worker.
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,42 @@ def test_submitting_as_root_is_refused_before_contacting_the_pool(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "refusing to submit as root" in proc.stderr and "cannot reach" not in proc.stderr
+
+
+def test_jobs_carry_their_description_in_the_job_ad_and_their_directory_is_made_when_they_end(pool, tmp_path, job):
+    """Nothing is written per job at submission: each job's description is in its ad (the shared
+    part once per cluster), the run notes the jobs in one file (jobs.jsonl), and a job whose transfer
+    mode sends no file of its own (chirp here) gets no directory before it ends; a job with secrets
+    instead sends its private job file, and nothing of it is in its ad. When a job ends, its
+    directory holds its job file, logs and result as with every scheduler, and run-job replays it."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    run = tmp_path / "run"
+    with HTCondorScheduler(str(run), Settings(), batch_name="in-the-ad") as sched:
+        handles = [sched.submit(job(f"a{i}", ["sh", "-c", f"echo {i} > out{i}.txt; sleep 3"], ws, transfer="chirp",
+                                    outputs=[f"out{i}.txt"])) for i in range(3)]
+        handles.append(sched.submit(job("secret", ["sh", "-c", "echo $TOKEN > secret.txt; sleep 3"], ws,
+                                        env={"TOKEN": "hunter2-token"}, secrets=["hunter2-token"], transfer="htcondor",
+                                        outputs=["secret.txt"])))
+        time.sleep(1.5)
+        assert not any((run / f"a{i}").exists() for i in range(3))  # not before they end
+        assert (run / "secret" / "job.json").exists()
+        ads = pool.query(constraint='JobBatchName == "in-the-ad"', projection=[])
+        results = [sched.wait(h, timeout=120) for h in handles]
+    assert all(r.ok for r in results), [r.describe() for r in results]
+    assert len(ads) == 4 and all("hunter2" not in str(ad) for ad in ads)
+    carried = [ad for ad in ads if ad["ScailfinJob"]]
+    assert sorted(ad["ScailfinJobId"] for ad in carried) == ["a0", "a1", "a2"]
+    assert [(ws / f"out{i}.txt").read_text() for i in range(3)] == [f"{i}\n" for i in range(3)]
+    assert (ws / "secret.txt").read_text() == "hunter2-token\n"
+    records = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(r["job"]["id"] for r in records) == ["a0", "a1", "a2"]  # the secret one has its own file
+    for name in ("a0", "secret"):
+        assert {p.name for p in (run / name).iterdir()} >= {"job.json", "job.result.json", "stdout.log", "stderr.log"}
+    assert not [p for p in (run / ".incoming").iterdir()]  # every arrival moved to its job's directory
+    (ws / "out1.txt").unlink()
+    replay = subprocess.run([sys.executable, "-m", "scailfin_exec.cli", "run-job", str(run), "a1", "--runtime",
+                             "charliecloud", "--run-dir", str(tmp_path / "replay")], capture_output=True, text=True,
+                            timeout=300)  # (the site's workers have Apptainer; this machine, Charliecloud)
+    assert replay.returncode == 0, replay.stderr
+    assert (ws / "out1.txt").read_text() == "1\n"

@@ -96,3 +96,29 @@ def test_load_job_names_the_file_for_bad_json(tmp_path):
     with pytest.raises(JobError) as info:
         load_job(str(path))
     assert str(info.value).startswith(f"{path}: not valid JSON")
+
+
+def test_a_job_description_is_read_back_from_the_job_ad_the_starter_writes(tmp_path):
+    """The htcondor scheduler's ad carries the batch's shared fields and the job's own, each JSON in
+    base64; the starter writes the ad as `Name = value` lines (.job.ad)."""
+    import base64
+
+    from scailfin_exec.schedulers.htcondor.submit import encoded
+    from scailfin_exec.worker.jobspec import load_job_ad
+
+    full = job_to_dict(job_from_dict(base(env={"Q": 'say "hi" \\ $HOME'})))
+    own = {"id": full["id"], "env": full["env"]}
+    shared = {k: v for k, v in full.items() if k not in own}
+    ad = tmp_path / ".job.ad"
+    ad.write_text(f'ClusterId = 7\nScailfinJobBase = {encoded(shared)}\nScailfinJob = {encoded(own)}\nOwner = "u"\n')
+    assert job_to_dict(load_job_ad(str(ad))) == full
+    ad.write_text(f"ScailfinJobBase = {encoded(shared)}\n")
+    with pytest.raises(JobError, match="the job ad has no job description"):
+        load_job_ad(str(ad))
+    broken = base64.b64encode(b'{"id": ').decode()
+    ad.write_text(f'ScailfinJobBase = {encoded(shared)}\nScailfinJob = "{broken}"\n')
+    with pytest.raises(JobError, match="ScailfinJob is not a job description"):
+        load_job_ad(str(ad))
+    ad.write_text(f'ScailfinJobBase = {encoded(shared)}\nScailfinJob = {encoded({"id": "../x"})}\n')
+    with pytest.raises(JobError, match="job.id"):
+        load_job_ad(str(ad))

@@ -3,6 +3,7 @@
 # moves it into place; a link leaving the workspace refused on both sides; a killed attempt's
 # leftovers cleared.
 import os
+import stat
 
 import pytest
 
@@ -97,7 +98,8 @@ def test_htcondor_mode_sends_odd_paths_through_links_of_plain_names(tmp_path, wo
     job = transfers.mode("htcondor").ship(job_in(workspace, transfer="htcondor", inputs=[str(odd)]), str(tmp_path / "j"))
     assert job.staged[str(odd)] == "send/0/file" and os.readlink(tmp_path / "j" / "send" / "0" / "file") == str(odd)
     assert job.staged[str(workspace)] == "send/1.tar"
-    assert transfers.mode("htcondor").inputs(job) == ["send"]
+    assert transfers.mode("htcondor").inputs(job, str(tmp_path / "j")) == [str(tmp_path / "j" / "send")]
+    assert stat.S_IMODE(os.stat(tmp_path / "j").st_mode) == 0o700  # the job's directory, made for what it sends
 
 
 def test_an_output_link_is_followed_as_the_step_saw_it_to_tell_whether_it_leaves_the_workspace(tmp_path):

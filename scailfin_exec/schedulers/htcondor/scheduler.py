@@ -3,18 +3,23 @@
 # together go to the schedd in one transaction (batching.py); one job event log per run tells us
 # what happens to them (events.py); holds become failures carrying HoldReason, or are released
 # when transient; evictions rerun up to max_retries; cancel and close remove the run's jobs.
+# Submitting writes no file per job: the description travels in the job ad, the run's record of
+# what was submitted is one line per job in RUN_DIR/jobs.jsonl, and every job starts in one shared
+# directory (.incoming); a job's own directory is made when it ends (its logs and outputs move
+# there, with its job file), or before, when its transfer mode sends files or it has secrets.
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ...config import Settings
-from ...job import Job, Result, read_result
+from ...job import Job, Result, append_job_records, job_to_dict, read_result, validated, write_job
 from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
@@ -77,6 +82,11 @@ class HTCondorScheduler(Scheduler):
         self.shim = build_shim(self.run_dir)
         self.event_log = os.path.join(self.run_dir, "events.log")
         open(self.event_log, "a").close()
+        self.incoming = os.path.join(self.run_dir, submit.INCOMING)
+        self.outbox = os.path.join(self.run_dir, ".outbox", submit.OUTBOX)  # empty: sent to every job
+        for directory in (self.incoming, os.path.dirname(self.outbox), self.outbox):
+            os.makedirs(directory, 0o700, exist_ok=True)
+        self._taken: set[str] = set()  # job ids of this run
         self._cond = threading.Condition()
         self._ids: dict[tuple[int, int], JobHandle] = {}
         self._closing = self._detached = False
@@ -149,6 +159,7 @@ class HTCondorScheduler(Scheduler):
                 if job.id not in found:
                     handles.append(None)  # never reached the schedd
                     continue
+                self._taken.add(job.id)
                 handle = self._handle(job)
                 handle.native = CondorJob(*found[job.id], state="idle")
                 self._ids[found[job.id]] = handle
@@ -164,23 +175,47 @@ class HTCondorScheduler(Scheduler):
         self._batcher.close()
         self._follower.join(timeout=5)
 
-    def _ready(self, job: Job, directory: str) -> Job:
-        """Lay out the job's directory for HTCondor: the outbox, and what its transfer mode sends."""
-        os.makedirs(os.path.join(directory, submit.OUTBOX))
+    def _prepare(self, job: Job) -> JobHandle:
+        """Check the job and lay out what it sends: nothing is written for it unless its transfer
+        mode sends files (into its directory) or it has secrets (its private job file)."""
+        if job.transfer not in self.transfers:
+            raise SchedulerError(f"the {self.name} scheduler cannot use transfer mode {job.transfer!r} (it takes "
+                                 f"{', '.join(self.transfers)})")
+        directory = os.path.join(self.run_dir, job.id)
+        with self._cond:
+            if job.id in self._taken or job.id.startswith(".") or os.path.lexists(directory):
+                raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}")
+            self._taken.add(job.id)
         submit.submit_value("the workspace", job.workspace)
         submit.submit_value("the image", job.image)
-        return transfer_mode(job.transfer).ship(job, directory, submit.RESERVED_NAMES)
+        if job.secrets:
+            os.mkdir(directory, 0o700)
+        job = validated(transfer_mode(job.transfer).ship(job, directory, submit.RESERVED_NAMES))
+        if job.secrets:
+            write_job(job, os.path.join(directory, submit.JOB_FILE))
+        return self._handle(job)
 
     def description(self) -> dict[str, str]:
-        return submit.description(self.options, self.batch_name, self.run_id, self.event_log, self.htcondor.classad.quote)
+        return submit.description(self.options, self.batch_name, self.run_id, self.event_log, self.incoming,
+                                  self.htcondor.classad.quote)
 
-    def row(self, handle: JobHandle) -> dict[str, str]:
-        return submit.row(handle.job, handle.directory, self.shim, self.settings.worker_python,
-                          self.htcondor.classad.quote)
+    def rows(self, batch: list[JobHandle]) -> list[dict[str, str]]:
+        """The batch's rows: each job's description split into what the batch shares and its own."""
+        fields = [job_to_dict(h.job) for h in batch]
+        shared = submit.shared_fields([f for f, h in zip(fields, batch) if not h.job.secrets])
+        base = submit.encoded(shared)
+        return [submit.row(h.job, {k: v for k, v in f.items() if k not in shared}, base, h.directory, self.shim,
+                           self.outbox, self.settings.worker_python, self.htcondor.classad.quote,
+                           h.job_file if h.job.secrets else None)
+                for f, h in zip(fields, batch)]
 
     def _submit_batch(self, batch: list[JobHandle]) -> None:
-        rows = [self.row(h) for h in batch]
-        result = self.schedd.submit(self.htcondor.Submit(self.description()), itemdata=iter(rows))
+        described, rows = submit.hoist(self.description(), self.rows(batch))
+        append_job_records(self.run_dir, [h.job for h in batch if not h.job.secrets])
+        if any(rows):
+            result = self.schedd.submit(self.htcondor.Submit(described), itemdata=iter(rows))
+        else:  # one job, or jobs alike in all but their ids: there are none
+            result = self.schedd.submit(self.htcondor.Submit(described), count=len(rows))
         cluster, first = result.cluster(), result.first_proc()
         with self._cond:
             for offset, handle in enumerate(batch):
@@ -219,6 +254,7 @@ class HTCondorScheduler(Scheduler):
         elif event.type == types.JOB_TERMINATED:
             self._complete(handle, self._collect(handle, event))
         elif event.type == types.JOB_ABORTED:
+            self._arrive(handle)
             transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, "/nonexistent")
             reason = native.failure or ("cancelled" if handle.cancelled else
                                         f"removed from the queue ({event.get('Reason', 'no reason given')})")
@@ -247,9 +283,24 @@ class HTCondorScheduler(Scheduler):
         except Exception as e:  # noqa: BLE001
             print(f"scailfin-exec: htcondor: {action.name} of job {handle.native.id} failed: {e}", file=sys.stderr)
 
+    def _arrive(self, handle: JobHandle) -> None:
+        """Give an ended job its directory, as every scheduler leaves it: its job file, its logs
+        and what HTCondor brought back, moved there from the shared initial directory."""
+        os.makedirs(handle.directory, 0o700, exist_ok=True)
+        if not os.path.exists(handle.job_file):
+            write_job(handle.job, handle.job_file)
+        for name, there in (("stdout.log", "stdout.log"), ("stderr.log", "stderr.log"), (submit.OUTBOX, submit.OUTBOX)):
+            arrived = os.path.join(self.incoming, f"{handle.job.id}.{name}")
+            if os.path.lexists(arrived):
+                target = os.path.join(handle.directory, there)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(arrived, target)
+
     def _collect(self, handle: JobHandle, event) -> Result:
         status = int(event.get("ReturnValue", -1)) if event.get("TerminatedNormally", True) else \
             128 + int(event.get("TerminatedBySignal", 0))
+        self._arrive(handle)
         returned = os.path.join(handle.directory, submit.OUTBOX)
         brought = os.path.join(returned, "job.result.json")
         if os.path.exists(brought):  # where every scheduler keeps it

@@ -1,17 +1,24 @@
 # The htcondor scheduler's submit description, as pure functions of the settings and the jobs
-# (testable without a pool): one description per batch, one row of values per job. Nothing with
-# a '$' or a newline from a job reaches it (the submit language would expand or cut it).
+# (testable without a pool): one description per batch, one row of values per job, and the values
+# every row shares moved into the description (hoist). A job's description travels in its job ad
+# (the batch's shared fields once, in the cluster ad; the job's own fields in its proc ad), except
+# for a job with secrets, whose private job file travels. Nothing with a '$' or a newline from a
+# job reaches the submit language (it would expand or cut it).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 
 from ...job import Job
+from ...worker.jobspec import AD_BASE, AD_OWN
 from ...transfers import mode as transfer_mode
 from .. import SchedulerError
 
 OUTBOX = "back"  # HTCondor brings this directory back: the result record and the outputs archive
 JOB_FILE = "job.json"
+INCOMING = ".incoming"  # the jobs' shared initial directory: JOBID.stdout.log, JOBID.stderr.log, JOBID.back/
 # names of the job's directory a file sent by its own name must not take
 RESERVED_NAMES = frozenset({JOB_FILE, OUTBOX, "send", "stdout.log", "stderr.log", "tmp", "var"})
 
@@ -43,21 +50,24 @@ def condor_arguments(argv: list[str]) -> str:
     return '"' + " ".join(parts) + '"'
 
 
-def description(options, batch_name: str, run_id: str, event_log: str, quote) -> dict[str, str]:
+def description(options, batch_name: str, run_id: str, event_log: str, incoming: str, quote) -> dict[str, str]:
     """What every job of a batch shares; per-job values come from row(). options are the
-    HTCondorSettings, quote the ClassAd string quoting (classad2.quote)."""
+    HTCondorSettings, incoming the jobs' shared initial directory, quote the ClassAd string
+    quoting (classad2.quote). Each job's files arrive there under its id (job ids are letters,
+    digits, '_', '.' and '-': safe in the submit language and in file names)."""
     described = {
         "universe": "vanilla",
         "executable": "/usr/bin/env",
         "transfer_executable": "false",
         "arguments": "$(scailfin_arguments)",
-        "initialdir": "$(scailfin_dir)",
+        "initialdir": incoming,
         "should_transfer_files": "YES",
         "when_to_transfer_output": "ON_EXIT",
         "transfer_input_files": "$(scailfin_inputs)",
         "transfer_output_files": OUTBOX,
-        "output": "stdout.log",
-        "error": "stderr.log",
+        "transfer_output_remaps": f'"{OUTBOX} = $(scailfin_id).{OUTBOX}"',
+        "output": "$(scailfin_id).stdout.log",
+        "error": "$(scailfin_id).stderr.log",
         "log": event_log,
         "request_cpus": "$(scailfin_cpus)",
         "request_memory": "$(scailfin_memory)",
@@ -67,8 +77,10 @@ def description(options, batch_name: str, run_id: str, event_log: str, quote) ->
         "My.ScailfinImage": "$(scailfin_image)",
         "My.ScailfinWorkspace": "$(scailfin_workspace)",
         "My.ScailfinStep": "$(scailfin_step)",
-        "My.ScailfinJobId": "$(scailfin_job)",
+        "My.ScailfinJobId": '"$(scailfin_id)"',
         "My.ScailfinRun": quote(run_id),
+        "My." + AD_BASE: "$(scailfin_base)",
+        "My." + AD_OWN: "$(scailfin_own)",
         "My.WantIOProxy": "$(scailfin_io_proxy)",  # transfer: chirp reaches the submit side through it
     }
     if options.accounting_group:
@@ -81,16 +93,38 @@ def description(options, batch_name: str, run_id: str, event_log: str, quote) ->
     return described
 
 
-def row(job: Job, directory: str, shim: str, worker_python: str | None, quote) -> dict[str, str]:
-    """One job's values for the description's $(scailfin_...) macros."""
+def shared_fields(jobs: list[dict]) -> dict:
+    """The fields (of job_to_dict) every one of jobs has with the same value: the batch's part of
+    each job's description, carried once."""
+    if not jobs:
+        return {}
+    first, rest = jobs[0], jobs[1:]
+    return {k: v for k, v in first.items() if k != "id" and all(j.get(k) == v for j in rest)}
+
+
+def encoded(fields: dict) -> str:
+    """Part of a job description as a job ad value: JSON in base64, which needs no ClassAd
+    escaping (the shim reads it back from the .job.ad file the starter writes)."""
+    return '"' + base64.b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode() + '"'
+
+
+def row(job: Job, fields: dict, base: str, directory: str, shim: str, outbox: str, worker_python: str | None,
+        quote, job_file: str | None = None) -> dict[str, str]:
+    """One job's values for the description's $(scailfin_...) macros. fields: the job's own part
+    of its description (job_to_dict without the batch's shared fields), base: the shared part,
+    encoded; directory: the job's own (where its transfer mode put what it sends). A job with
+    secrets has job_file instead: its private job file travels, and nothing of the job is in its ad.
+    outbox: an empty directory named OUTBOX, sent so that the outputs come back (and the job ends
+    with its exit code, not held) even from a shim that never started."""
     python = worker_python or "python3"
-    argv = [python, "-S", os.path.basename(shim), JOB_FILE, "--outbox", OUTBOX, "--image", job.image,
-            "--workspace", job.workspace]
+    source = [JOB_FILE] if job_file else ["--job-ad"]
+    argv = [python, "-S", os.path.basename(shim)] + source + ["--outbox", OUTBOX, "--image", job.image,
+                                                             "--workspace", job.workspace]
     mode = transfer_mode(job.transfer)
     values = {
+        "scailfin_id": job.id,
         "scailfin_arguments": condor_arguments(argv),
-        "scailfin_dir": directory,
-        "scailfin_inputs": ",".join([shim, JOB_FILE, OUTBOX] + mode.inputs(job)),
+        "scailfin_inputs": ",".join([shim, outbox] + ([job_file] if job_file else []) + mode.inputs(job, directory)),
         "scailfin_cpus": str(max(1, int(job.resources.cores + 0.999))),
         "scailfin_memory": f"{job.resources.memory_mb}M",
         "scailfin_disk": f"{job.resources.disk_mb}M",
@@ -98,9 +132,26 @@ def row(job: Job, directory: str, shim: str, worker_python: str | None, quote) -
         "scailfin_image": quote(job.image),
         "scailfin_workspace": quote(job.workspace),
         "scailfin_step": quote(label(job.labels.get("step", job.id))),
-        "scailfin_job": quote(job.id),
+        "scailfin_base": '""' if job_file else base,
+        "scailfin_own": '""' if job_file else encoded(fields),
         "scailfin_io_proxy": "true" if mode.IO_PROXY else "false",
     }
     for key, value in values.items():
         submit_value(f"job {job.id}: {key}", value)
     return values
+
+
+def hoist(described: dict[str, str], rows: list[dict[str, str]]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The description with every macro all rows give the same value written in, and the rows
+    without them: a scatter's thousand jobs then differ only where they must (values are checked
+    free of '$' by row(), so writing one in expands nothing)."""
+    if not rows:
+        return described, rows
+    first = rows[0]
+    same = {k: v for k, v in first.items() if all(r[k] == v for r in rows)}
+    out = {}
+    for key, value in described.items():
+        for name, fixed in same.items():
+            value = value.replace(f"$({name})", fixed)
+        out[key] = value
+    return out, [{k: v for k, v in r.items() if k not in same} for r in rows]
