@@ -10,10 +10,18 @@
 # its whole process tree as wait4 reports it) per step, its peak RSS, and the ratio of the
 # per-step CPU at the largest N to that at the smallest (goal: at most 1.2).
 #
-#   dev/as-test-user python benchmarks/scale.py [--steps 100,500] [--only cwl|yadage]
+# --profile DIR samples each front end (all its threads and processes) with py-spy, 50 times a
+# second, into DIR/FRONT-N.txt (collapsed stacks: flamegraph.pl or speedscope draw them), and
+# prints where its samples fall: the functions most often running (self) and the project's and
+# engines' functions most often on the stack (inclusive). Sampling slows the front end a little:
+# its CPU and wall figures are then not the benchmark's.
+#
+#   dev/as-test-user python benchmarks/scale.py [--steps 100,500] [--only cwl|yadage] [--profile DIR]
 import argparse
+import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -69,8 +77,16 @@ YADAGE_WORKFLOW = """stages:
 """
 
 
+PROFILE = {"dir": None}  # set by --profile
+
+
 def measured(argv, cwd):
     """(wall seconds, CPU seconds of the process tree, peak RSS in MiB) of one command."""
+    if PROFILE["dir"]:
+        name = os.path.basename(cwd).rsplit("-", 1)[0]  # FRONT-N
+        out = os.path.join(PROFILE["dir"], f"{name}.txt")
+        argv = [shutil.which("py-spy"), "record", "--rate", "50", "--subprocesses", "--format", "raw", "--output",
+                out, "--"] + argv
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(cwd, "stderr.log"), "w"))
@@ -80,6 +96,31 @@ def measured(argv, cwd):
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(argv)}\n{open(os.path.join(cwd, 'stderr.log')).read()[-3000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def where_time_goes(path, top=12):
+    """The sampled stacks of one front end, summed: (self, inclusive) counters of 'function
+    (file:line)' frames, and the number of samples."""
+    own, inclusive, total = collections.Counter(), collections.Counter(), 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            frames = stack.split(";")
+            total += int(count)
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
+                inclusive[frame] += int(count)
+    print(f"{os.path.basename(path)}: {total} samples")
+    print("  most often running (self):")
+    for frame, count in own.most_common(top):
+        print(f"    {100 * count / total:5.1f}%  {frame}")
+    print("  most often on the stack (inclusive; scailfin_exec, cwltool, yadage, packtivity, adage):")
+    ours = [(f, c) for f, c in inclusive.most_common() if any(k in f for k in (
+        "scailfin_exec/", "cwltool/", "yadage/", "packtivity/", "adage/"))]
+    for frame, count in ours[:top]:
+        print(f"    {100 * count / total:5.1f}%  {frame}")
 
 
 def bare(schedd, work, n):
@@ -134,7 +175,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", default="100,500")
     parser.add_argument("--only", choices=["cwl", "yadage"])
+    parser.add_argument("--profile", metavar="DIR", help="sample each front end with py-spy into DIR and say "
+                        "where its time goes")
     args = parser.parse_args()
+    if args.profile:
+        if not shutil.which("py-spy"):
+            sys.exit("--profile needs py-spy (pip install py-spy: dev/setup installs it)")
+        os.makedirs(args.profile, exist_ok=True)
+        PROFILE["dir"] = os.path.abspath(args.profile)
     sizes = [int(s) for s in args.steps.split(",")]
     coll = htcondor2.Collector()
     schedd = htcondor2.Schedd(coll.locate(htcondor2.DaemonType.Schedd, "localhost"))
@@ -161,6 +209,10 @@ def main():
         small, large = min(sizes), max(sizes)
         ratio = (rows[(name, large)][1] / large) / (rows[(name, small)][1] / small)
         print(f"{name}: CPU per step at {large} steps / at {small}: {ratio:.2f} (goal: at most 1.2)")
+    if args.profile:
+        for name, n in rows:
+            if name != "bare":
+                where_time_goes(os.path.join(PROFILE["dir"], f"{name}-{n}.txt"))
 
 
 if __name__ == "__main__":
