@@ -3,7 +3,6 @@
 
 import json
 import os
-import time
 from dataclasses import dataclass
 
 from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job description's home)
@@ -40,14 +39,15 @@ def write_job(job: Job, path: str) -> Job:
 JOB_RECORDS = "jobs.jsonl"  # in a run directory: the jobs submitted without a job file, one line each
 
 
-def append_job_records(run_dir: str, jobs: list[Job]) -> None:
+def append_job_records(run_dir: str, jobs: list[tuple[float, Job]]) -> None:
     """Note in the run directory, in one write, jobs submitted without a job file of their own
-    (the htcondor scheduler's): {"submitted": time, "job": description} a line. Reports read them
-    (job_records); `scailfin-exec run-job RUN_DIR JOB_ID` runs one again."""
+    (the htcondor scheduler's), each with when it was handed to the scheduler: {"submitted": time,
+    "job": description} a line. Reports read them (job_records); `scailfin-exec run-job RUN_DIR
+    JOB_ID` runs one again."""
     if not jobs:
         return
-    now = round(time.time(), 3)
-    text = "".join(json.dumps({"submitted": now, "job": job_to_dict(job)}, sort_keys=True) + "\n" for job in jobs)
+    text = "".join(json.dumps({"submitted": round(submitted, 3), "job": job_to_dict(job)}, sort_keys=True) + "\n"
+                   for submitted, job in jobs)
     fd = os.open(os.path.join(run_dir, JOB_RECORDS), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

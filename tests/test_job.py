@@ -29,9 +29,10 @@ def test_a_malformed_image_reference_fails_before_submission_with_the_workers_me
 def test_the_runs_job_records_are_private_and_a_line_cut_off_is_skipped(tmp_path):
     from scailfin_exec.job import append_job_records, job_records
 
-    append_job_records(str(tmp_path), [Job(id=f"j{i}", image="alpine", argv=["true"], workspace="/ws") for i in range(2)])
+    append_job_records(str(tmp_path), [(1.5, Job(id=f"j{i}", image="alpine", argv=["true"], workspace="/ws"))
+                                       for i in range(2)])
     with open(tmp_path / "jobs.jsonl", "a") as f:
         f.write('{"submitted": 1, "job": {"id": "cut')
     found = job_records(str(tmp_path))
-    assert sorted(found) == ["j0", "j1"] and found["j1"][1].workspace == "/ws"
+    assert sorted(found) == ["j0", "j1"] and found["j1"][1].workspace == "/ws" and found["j0"][0] == 1.5
     assert stat.S_IMODE(os.stat(tmp_path / "jobs.jsonl").st_mode) == 0o600

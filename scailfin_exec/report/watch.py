@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from .steps import Step, step_of, submitted_at
+from .steps import Step, step_of
 from .trace import TraceWriter
 
 TICK_S = 0.5
@@ -55,7 +55,7 @@ class RunWatch:
         for handle in self.scheduler.handles:
             job_id = handle.job.id
             if job_id not in self._seen:
-                self._seen[job_id] = submitted_at(handle.job_file)
+                self._seen[job_id] = handle.submitted
             step = self._ended.get(job_id)
             if step is None:
                 result = self.scheduler.poll(handle)

@@ -11,6 +11,7 @@ import importlib
 import os
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ class JobHandle:
     stderr_log: str
     native: Any = None  # the scheduler's own record of the job
     cancelled: bool = False
+    submitted: float = field(default_factory=time.time)  # when handed to the scheduler (seconds since the epoch)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -155,6 +157,10 @@ class Scheduler(abc.ABC):
         job_file = os.path.join(directory, "job.json")
         handle = JobHandle(job, directory, job_file, result_path_for(job_file),
                            os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
+        try:  # an adopted job was submitted when its job file was written
+            handle.submitted = min(handle.submitted, os.stat(job_file).st_mtime)
+        except OSError:
+            pass
         self._handles.append(handle)
         return handle
 

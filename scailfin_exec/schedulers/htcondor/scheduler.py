@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ...config import Settings
-from ...job import Job, Result, append_job_records, job_to_dict, read_result, validated, write_job
+from ...job import Job, Result, append_job_records, job_records, job_to_dict, read_result, validated, write_job
 from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
@@ -154,6 +154,7 @@ class HTCondorScheduler(Scheduler):
                 list(self.schedd.history(constraint, ["ClusterId", "ProcId", "ScailfinJobId"], match=-1)):
             found[ad.get("ScailfinJobId")] = (int(ad["ClusterId"]), int(ad["ProcId"]))
         handles = []
+        submitted = job_records(self.run_dir)
         with self._cond:
             for job, _ in jobs:
                 if job.id not in found:
@@ -161,6 +162,8 @@ class HTCondorScheduler(Scheduler):
                     continue
                 self._taken.add(job.id)
                 handle = self._handle(job)
+                if job.id in submitted:
+                    handle.submitted = submitted[job.id][0]
                 handle.native = CondorJob(*found[job.id], state="idle")
                 self._ids[found[job.id]] = handle
                 handles.append(handle)
@@ -211,7 +214,7 @@ class HTCondorScheduler(Scheduler):
 
     def _submit_batch(self, batch: list[JobHandle]) -> None:
         described, rows = submit.hoist(self.description(), self.rows(batch))
-        append_job_records(self.run_dir, [h.job for h in batch if not h.job.secrets])
+        append_job_records(self.run_dir, [(h.submitted, h.job) for h in batch if not h.job.secrets])
         if any(rows):
             result = self.schedd.submit(self.htcondor.Submit(described), itemdata=iter(rows))
         else:  # one job, or jobs alike in all but their ids: there are none
