@@ -34,7 +34,14 @@ from common import work_dir  # noqa: E402
 
 
 def remove(schedd, batch):
+    """Remove a method's jobs, and wait until they have left the queue: the schedd's work on them
+    (history, job queue log) must not fall on the next method's time."""
     schedd.act(htcondor2.JobAction.Remove, f'JobBatchName == "{batch}"', "benchmark done")
+    deadline = time.monotonic() + 60
+    while schedd.query(constraint=f'JobBatchName == "{batch}"', projection=["ProcId"], limit=1):
+        if time.monotonic() > deadline:
+            sys.exit(f"the jobs of {batch} did not leave the queue within 60 s")
+        time.sleep(0.1)
 
 
 def ours(work, jobs, tag):
@@ -50,6 +57,7 @@ def ours(work, jobs, tag):
     rows = scheduler.rows(handles)
     described = scheduler.description()
     scheduler.close()  # removes them
+    remove(scheduler.schedd, f"bench-ours-{tag}")
     return seconds, clusters, scheduler.schedd, described, rows
 
 

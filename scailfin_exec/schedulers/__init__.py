@@ -152,15 +152,12 @@ class Scheduler(abc.ABC):
         return self._handle(write_job(self._ready(job, directory), job_file))
 
     def _handle(self, job: Job) -> JobHandle:
-        """The handle of a job whose directory and job file are there (new, or adopted)."""
+        """The handle of a job whose directory and job file are there (new, or adopted: adopt()
+        sets when it was submitted)."""
         directory = os.path.join(self.run_dir, job.id)
         job_file = os.path.join(directory, "job.json")
         handle = JobHandle(job, directory, job_file, result_path_for(job_file),
                            os.path.join(directory, "stdout.log"), os.path.join(directory, "stderr.log"))
-        try:  # an adopted job was submitted when its job file was written
-            handle.submitted = min(handle.submitted, os.stat(job_file).st_mtime)
-        except OSError:
-            pass
         self._handles.append(handle)
         return handle
 

@@ -82,6 +82,7 @@ class LocalScheduler(Scheduler):
                 handles.append(None)
                 continue
             handle = self._handle(job)
+            handle.submitted = _written(job_file, handle.submitted)
             handle.native = {"future": Future(), "proc": None, "pid": pid}
             handle.native["future"].set_running_or_notify_cancel()
             threading.Thread(target=self._follow_adopted, args=(handle,), name=f"scailfin-adopted-{job.id}",
@@ -202,6 +203,14 @@ class LocalScheduler(Scheduler):
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout=KILL_GRACE_S + 5)
+
+
+def _written(path: str, otherwise: float) -> float:
+    """When a job file was written (an adopted job was submitted then)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return otherwise
 
 
 def _is_shim_of(pid: int | None, job_file: str) -> bool:

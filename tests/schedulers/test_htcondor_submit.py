@@ -8,7 +8,7 @@ import json
 import classad2
 import pytest
 
-from scailfin_exec.job import Job, job_to_dict, validated
+from scailfin_exec.job import Job, job_from_dict, job_to_dict, validated
 from scailfin_exec.schedulers import SchedulerError
 from scailfin_exec.schedulers.htcondor import HTCondorSettings, condor_arguments
 from scailfin_exec.schedulers.htcondor import submit
@@ -43,7 +43,7 @@ def test_the_description_carries_site_policy_and_the_run_and_names_its_batch_saf
 
 
 def a_row(j, **over):
-    fields = job_to_dict(j)
+    fields = submit.without_defaults(job_to_dict(j))
     shared = {k: v for k, v in fields.items() if k not in ("id", "labels")}
     args = dict(fields={k: v for k, v in fields.items() if k not in shared}, base=submit.encoded(shared),
                 directory="/runs/step-1", shim="/runs/shim.pyz", outbox="/runs/.outbox/back", worker_python=None,
@@ -69,8 +69,9 @@ def test_a_row_carries_the_image_workspace_resources_the_description_and_what_th
     inputs = row["scailfin_inputs"].split(",")
     assert inputs[:2] == ["/runs/shim.pyz", "/runs/.outbox/back"]
     assert inputs[2:] == (["/runs/step-1/send", "/data/in.txt"] if mode == "htcondor" else [])
-    # the job ad holds the whole description: the shared part and the job's own
-    assert {**decoded(row["scailfin_base"]), **decoded(row["scailfin_own"])} == job_to_dict(j)
+    # the job ad holds the whole description: the shared part and the job's own, less the defaults
+    carried = {**decoded(row["scailfin_base"]), **decoded(row["scailfin_own"])}
+    assert job_from_dict(carried) == j and "secrets" not in carried and "binds" not in carried
 
 
 def test_a_job_with_secrets_sends_its_private_job_file_and_nothing_of_it_is_in_its_ad():

@@ -86,7 +86,8 @@ class HTCondorScheduler(Scheduler):
         self.outbox = os.path.join(self.run_dir, ".outbox", submit.OUTBOX)  # empty: sent to every job
         for directory in (self.incoming, os.path.dirname(self.outbox), self.outbox):
             os.makedirs(directory, 0o700, exist_ok=True)
-        self._taken: set[str] = set()  # job ids of this run
+        # names a job id may not take: the run directory's (an earlier process's jobs, its files)
+        self._taken = {n for n in os.listdir(self.run_dir) if not n.startswith(".")} | set(job_records(self.run_dir))
         self._cond = threading.Condition()
         self._ids: dict[tuple[int, int], JobHandle] = {}
         self._closing = self._detached = False
@@ -158,7 +159,8 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             for job, _ in jobs:
                 if job.id not in found:
-                    handles.append(None)  # never reached the schedd
+                    handles.append(None)  # never reached the schedd: the caller may submit it again
+                    self._taken.discard(job.id)
                     continue
                 self._taken.add(job.id)
                 handle = self._handle(job)
@@ -186,7 +188,7 @@ class HTCondorScheduler(Scheduler):
                                  f"{', '.join(self.transfers)})")
         directory = os.path.join(self.run_dir, job.id)
         with self._cond:
-            if job.id in self._taken or job.id.startswith(".") or os.path.lexists(directory):
+            if job.id in self._taken or job.id.startswith("."):
                 raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}")
             self._taken.add(job.id)
         submit.submit_value("the workspace", job.workspace)
@@ -204,7 +206,7 @@ class HTCondorScheduler(Scheduler):
 
     def rows(self, batch: list[JobHandle]) -> list[dict[str, str]]:
         """The batch's rows: each job's description split into what the batch shares and its own."""
-        fields = [job_to_dict(h.job) for h in batch]
+        fields = [submit.without_defaults(job_to_dict(h.job)) for h in batch]
         shared = submit.shared_fields([f for f, h in zip(fields, batch) if not h.job.secrets])
         base = submit.encoded(shared)
         return [submit.row(h.job, {k: v for k, v in f.items() if k not in shared}, base, h.directory, self.shim,

@@ -93,6 +93,16 @@ def description(options, batch_name: str, run_id: str, event_log: str, incoming:
     return described
 
 
+_DEFAULTS = {name: dict(value._asdict()) if hasattr(value, "_asdict") else value
+             for name, value in Job._field_defaults.items()}
+
+
+def without_defaults(fields: dict) -> dict:
+    """A job's fields (job_to_dict) less those at their default value: the shim's validation puts
+    them back, and the job ad is shorter (the schedd expands every value for every job)."""
+    return {k: v for k, v in fields.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
+
+
 def shared_fields(jobs: list[dict]) -> dict:
     """The fields (of job_to_dict) every one of jobs has with the same value: the batch's part of
     each job's description, carried once."""
