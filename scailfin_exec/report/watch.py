@@ -25,7 +25,8 @@ class RunWatch:
         self.report = os.path.abspath(settings.report) if settings.report else None
         self.trace = TraceWriter([os.path.join(scheduler.run_dir, "trace.tsv")] +
                                  ([os.path.abspath(settings.trace)] if settings.trace else []))
-        self._seen: dict[str, float] = {}  # job id -> submitted
+        self._known = 0  # how many of the scheduler's handles (a list it only appends to) are seen
+        self._open: list = []  # the handles seen that have not ended
         self._ended: dict[str, Step] = {}
         self._counts = {"done": 0, "failed": 0, "running": 0, "queued": 0}
         self._started = time.monotonic()
@@ -51,24 +52,25 @@ class RunWatch:
             self._show()
 
     def _sweep(self) -> None:
-        counts = {"done": 0, "failed": 0, "running": 0, "queued": 0}
-        for handle in self.scheduler.handles:
-            job_id = handle.job.id
-            if job_id not in self._seen:
-                self._seen[job_id] = handle.submitted
-            step = self._ended.get(job_id)
-            if step is None:
-                result = self.scheduler.poll(handle)
-                if result is not None:
-                    step = step_of(handle.job, result, self._seen[job_id], self.scheduler.native_id(handle),
-                                   self.scheduler.restarts(handle))
-                    self._ended[job_id] = step
-                    self.trace.write(step)
-            if step is not None:
-                counts["done" if step.state == "done" else "failed"] += 1
-            else:
-                counts["running" if self.scheduler.state(handle) == "running" else "queued"] += 1
-        self._counts = counts
+        """Note the steps that ended since the last sweep, and count the rest: only the handles not
+        yet ended are looked at, so a sweep of a long run costs what is still out, not all of it."""
+        handles = self.scheduler.handles
+        self._open.extend(handles[self._known:])
+        self._known = len(handles)
+        still, running = [], 0
+        for handle in self._open:
+            result = self.scheduler.poll(handle)
+            if result is None:
+                still.append(handle)
+                running += self.scheduler.state(handle) == "running"
+                continue
+            step = step_of(handle.job, result, handle.submitted, self.scheduler.native_id(handle),
+                           self.scheduler.restarts(handle))
+            self._ended[handle.job.id] = step
+            self.trace.write(step)
+            self._counts["done" if step.state == "done" else "failed"] += 1
+        self._open = still
+        self._counts["running"], self._counts["queued"] = running, len(still) - running
 
     def summary(self) -> str:
         c = self._counts
