@@ -192,19 +192,17 @@ def main():
     if args.only:
         fronts = {args.only: fronts[args.only]}
     print(f"scale: no-op steps on the test site ({slots} CPUs in its slots), {os.cpu_count()} cores")
+    print(f"{'front end':<10}{'steps':>7}{'wall s':>9}{'vs bare':>9}{'CPU s':>8}{'CPU ms/step':>13}{'peak RSS MiB':>14}",
+          flush=True)
     rows = {}
     for n in sizes:
         base = bare(schedd, work, n)
         rows[("bare", n)] = (base, None, None)
+        print(f"{'bare':<10}{n:>7}{base:>9.1f}{1:>9.2f}", flush=True)  # each row as it is measured
         for name, run in fronts.items():
-            rows[(name, n)] = run(work, n)
-    print(f"{'front end':<10}{'steps':>7}{'wall s':>9}{'vs bare':>9}{'CPU s':>8}{'CPU ms/step':>13}{'peak RSS MiB':>14}")
-    for (name, n), (wall, cpu, rss) in rows.items():
-        base = rows[("bare", n)][0]
-        line = f"{name:<10}{n:>7}{wall:>9.1f}{wall / base:>9.2f}"
-        if cpu is not None:
-            line += f"{cpu:>8.1f}{1000 * cpu / n:>13.1f}{rss:>14.0f}"
-        print(line)
+            wall, cpu, rss = rows[(name, n)] = run(work, n)
+            print(f"{name:<10}{n:>7}{wall:>9.1f}{wall / base:>9.2f}{cpu:>8.1f}{1000 * cpu / n:>13.1f}{rss:>14.0f}",
+                  flush=True)
     for name in fronts:
         small, large = min(sizes), max(sizes)
         ratio = (rows[(name, large)][1] / large) / (rows[(name, small)][1] / small)

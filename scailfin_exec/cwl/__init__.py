@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 
 from cwltool.executors import JobExecutor, MultithreadedJobExecutor
@@ -23,6 +24,7 @@ from .tool import CWLBackend, ScailfinCommandLineTool, ScailfinJob, tool_class
 __all__ = ["CWLBackend", "ScailfinCommandLineTool", "ScailfinJob", "make_tool", "make_tool_factory", "executor",
            "default_backend"]
 
+_logger = logging.getLogger("cwltool")
 _default: CWLBackend | None = None
 _default_lock = threading.Lock()
 
@@ -71,11 +73,37 @@ class ScaledExecutor(MultithreadedJobExecutor):
         self.allocated_cuda = 0
 
 
+FILES_PER_STEP = 4  # open files a step in flight holds here: its exit-code FIFO, its waiter's pipes
+FILES_SPARE = 128  # for everything else the run opens (logs, the event log, libraries, sockets)
+
+
 def executor(backend: CWLBackend, parallel: bool = True, limit: int | None = None) -> JobExecutor:
-    """The executor for a run: parallel up to the scheduler's capacity (or limit), else serial."""
+    """The executor for a run: parallel up to the scheduler's capacity (or limit), and as many
+    steps in flight as this process may open files for, else serial."""
     from cwltool.executors import SingleJobExecutor
 
     if not parallel:
         return SingleJobExecutor()
     capacity = backend.capacity if not limit else min(limit, backend.capacity)
+    files = open_files_limit()
+    if capacity * FILES_PER_STEP + FILES_SPARE > files:
+        capacity = max(1, (files - FILES_SPARE) // FILES_PER_STEP)
+        _logger.warning("at most %d steps in flight: this process may open %d files (ulimit -n; the hard limit "
+                        "is the most it may raise itself to)", capacity, files)
     return ScaledExecutor(capacity)
+
+
+def open_files_limit() -> int:
+    """This process's limit on open files, raised to the most it may (its hard limit): a
+    1000-step scatter in flight holds thousands (Debian's default soft limit is 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
