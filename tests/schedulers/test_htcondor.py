@@ -185,6 +185,8 @@ def test_jobs_carry_their_description_in_the_job_ad_and_their_directory_is_made_
         handles.append(sched.submit(job("secret", ["sh", "-c", "echo $TOKEN > secret.txt; sleep 3"], ws,
                                         env={"TOKEN": "hunter2-token"}, secrets=["hunter2-token"], transfer="htcondor",
                                         outputs=["secret.txt"])))
+        with pytest.raises(SchedulerError, match="used twice"):
+            sched.submit(job("a1", ["true"], ws, transfer="chirp"))
         time.sleep(1.5)
         assert not any((run / f"a{i}").exists() for i in range(3))  # not before they end
         assert (run / "secret" / "job.json").exists()

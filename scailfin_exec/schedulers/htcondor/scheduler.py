@@ -187,8 +187,8 @@ class HTCondorScheduler(Scheduler):
             raise SchedulerError(f"the {self.name} scheduler cannot use transfer mode {job.transfer!r} (it takes "
                                  f"{', '.join(self.transfers)})")
         directory = os.path.join(self.run_dir, job.id)
-        with self._cond:
-            if job.id in self._taken or job.id.startswith("."):
+        with self._cond:  # (a job id never starts with '.', as the run directory's own .incoming, .outbox)
+            if job.id in self._taken:
                 raise SchedulerError(f"job id {job.id!r} used twice in run directory {self.run_dir}")
             self._taken.add(job.id)
         submit.submit_value("the workspace", job.workspace)
@@ -294,10 +294,10 @@ class HTCondorScheduler(Scheduler):
         os.makedirs(handle.directory, 0o700, exist_ok=True)
         if not os.path.exists(handle.job_file):
             write_job(handle.job, handle.job_file)
-        for name, there in (("stdout.log", "stdout.log"), ("stderr.log", "stderr.log"), (submit.OUTBOX, submit.OUTBOX)):
+        for name in ("stdout.log", "stderr.log", submit.OUTBOX):
             arrived = os.path.join(self.incoming, f"{handle.job.id}.{name}")
             if os.path.lexists(arrived):
-                target = os.path.join(handle.directory, there)
+                target = os.path.join(handle.directory, name)
                 if os.path.isdir(target) and not os.path.islink(target):
                     shutil.rmtree(target)
                 os.replace(arrived, target)
