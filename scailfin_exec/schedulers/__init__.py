@@ -138,11 +138,14 @@ class Scheduler(abc.ABC):
         """The job as this scheduler ships it (e.g. with its file transfer laid out)."""
         return job
 
-    def _prepare(self, job: Job) -> JobHandle:
-        """Give the job its own directory holding the job file; its logs and result go there."""
+    def _check_transfer(self, job: Job) -> None:
         if job.transfer not in self.transfers:
             raise SchedulerError(f"the {self.name} scheduler cannot use transfer mode {job.transfer!r} (it takes "
                                  f"{', '.join(self.transfers)})")
+
+    def _prepare(self, job: Job) -> JobHandle:
+        """Give the job its own directory holding the job file; its logs and result go there."""
+        self._check_transfer(job)
         directory = os.path.join(self.run_dir, job.id)
         try:
             os.mkdir(directory, 0o700)

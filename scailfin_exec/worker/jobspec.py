@@ -3,8 +3,6 @@
 #
 # NamedTuples rather than dataclasses: the shim must run on Python 3.6, which has no dataclasses.
 
-import base64
-import binascii
 import json
 import math
 import os
@@ -18,9 +16,6 @@ ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 ENV_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 ENV_NAME_CHARS = ENV_NAME_START | frozenset("0123456789")
 RESOURCE_MAX = 2 ** 53  # beyond this a number is a mistake, not a request
-# the htcondor scheduler carries a job description in the job ad: the fields a batch's jobs share
-# in AD_BASE, the job's own in AD_OWN, each JSON in base64 (as no ClassAd escaping is needed)
-AD_BASE, AD_OWN = "ScailfinJobBase", "ScailfinJob"
 
 
 class JobError(ValueError):
@@ -380,37 +375,6 @@ def load_job(path: str) -> Job:
         raise JobError("{}: cannot read job file: {}".format(path, e.strerror or e))
     except ValueError as e:  # UnicodeDecodeError too
         raise JobError("{}: not valid JSON: {}".format(path, _short(str(e))[1:-1]))
-    try:
-        return job_from_dict(data)
-    except JobError as e:
-        raise JobError("{}: {}".format(path, e))
-
-
-def load_job_ad(path: str) -> Job:
-    """Read and validate the job description the htcondor scheduler put in the job ad (the
-    .job.ad file the starter writes, named by $_CONDOR_JOB_AD): AD_BASE's fields, then AD_OWN's."""
-    found = {}
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                name, _, value = line.partition(" = ")
-                if name in (AD_BASE, AD_OWN):
-                    found[name] = value.strip()
-    except OSError as e:
-        raise JobError("{}: cannot read the job ad: {}".format(path, e.strerror or e))
-    data = {}
-    for name in (AD_BASE, AD_OWN):
-        value = found.get(name, "")
-        if len(value) < 3 or value[0] != '"' or value[-1] != '"':
-            raise JobError("{}: the job ad has no job description ({} = {})".format(
-                path, name, _short(value or "nothing")))
-        try:
-            part = loads(base64.b64decode(value[1:-1], validate=True).decode("utf-8"))
-        except (binascii.Error, ValueError) as e:
-            raise JobError("{}: {} is not a job description: {}".format(path, name, _short(str(e))[1:-1]))
-        if not isinstance(part, dict):
-            raise JobError("{}: {} is not a job description (not a JSON object)".format(path, name))
-        data.update(part)
     try:
         return job_from_dict(data)
     except JobError as e:

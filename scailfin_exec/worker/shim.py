@@ -18,7 +18,8 @@ from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTE
                       EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
                       result_path_for)
 from .transfers.htcondor import empty_outbox
-from .jobspec import Job, JobError, check_runtime_names, load_job, load_job_ad
+from .jobad import load_job_ad
+from .jobspec import Job, JobError, check_runtime_names, load_job
 from .runtimes import RUNTIMES, BindError, RunSpec, default_order
 
 class ShimFailure(Exception):

@@ -103,8 +103,7 @@ def test_a_job_description_is_read_back_from_the_job_ad_the_starter_writes(tmp_p
     base64; the starter writes the ad as `Name = value` lines (.job.ad)."""
     import base64
 
-    from scailfin_exec.schedulers.htcondor.submit import encoded
-    from scailfin_exec.worker.jobspec import load_job_ad
+    from scailfin_exec.worker.jobad import encoded, load_job_ad
 
     full = job_to_dict(job_from_dict(base(env={"Q": 'say "hi" \\ $HOME'})))
     own = {"id": full["id"], "env": full["env"]}

@@ -183,9 +183,7 @@ class HTCondorScheduler(Scheduler):
     def _prepare(self, job: Job) -> JobHandle:
         """Check the job and lay out what it sends: nothing is written for it unless its transfer
         mode sends files (into its directory) or it has secrets (its private job file)."""
-        if job.transfer not in self.transfers:
-            raise SchedulerError(f"the {self.name} scheduler cannot use transfer mode {job.transfer!r} (it takes "
-                                 f"{', '.join(self.transfers)})")
+        self._check_transfer(job)
         directory = os.path.join(self.run_dir, job.id)
         with self._cond:  # (a job id never starts with '.', as the run directory's own .incoming, .outbox)
             if job.id in self._taken:

@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 
 from ...job import Job
-from ...worker.jobspec import AD_BASE, AD_OWN
+from ...worker.jobad import AD_BASE, AD_OWN, encoded  # noqa: F401  (encoded: the rows' values)
 from ...transfers import mode as transfer_mode
 from .. import SchedulerError
 
@@ -110,12 +108,6 @@ def shared_fields(jobs: list[dict]) -> dict:
         return {}
     first, rest = jobs[0], jobs[1:]
     return {k: v for k, v in first.items() if k != "id" and all(j.get(k) == v for j in rest)}
-
-
-def encoded(fields: dict) -> str:
-    """Part of a job description as a job ad value: JSON in base64, which needs no ClassAd
-    escaping (the shim reads it back from the .job.ad file the starter writes)."""
-    return '"' + base64.b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode() + '"'
 
 
 def row(job: Job, fields: dict, base: str, directory: str, shim: str, outbox: str, worker_python: str | None,
