@@ -155,7 +155,12 @@ if grep -Eqs "SECMAN:20|AUTHENTICATE" "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log
     echo "scailfin-exec pilot $PILOT_NAME: the pool refused this pilot's updates" \\
         "(authentication failed: check its token)"
 fi
-tail -n 20 "$PILOT_DIR/log/MasterLog" "$PILOT_DIR/log/StartLog" 2>/dev/null
+for log in MasterLog StartLog; do  # its start (which binaries ran) and its end (why it stopped)
+    [ -f "$PILOT_DIR/log/$log" ] || continue
+    echo "==> $log <=="
+    awk -v n="$(wc -l < "$PILOT_DIR/log/$log")" 'NR <= 30 || NR > n - 20 {{ print }} NR == 31 && n > 50 {{ print "[...]" }}' \
+        "$PILOT_DIR/log/$log"
+done
 rm -rf "$PILOT_DIR"
 exit 0
 """

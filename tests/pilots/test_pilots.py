@@ -352,5 +352,7 @@ def test_a_pilot_from_an_htcondor_tarball_unpacks_it_in_its_scratch_and_runs_ste
     text = log.read_text()
     unpacked = re.search(r"HTCondor unpacked from \S+ into (/\S+)/sbin/\.\.", text).group(1)
     assert unpacked.endswith("/condor/condor-25"), unpacked
-    assert f"is watching {unpacked}/sbin/condor_master" in text  # the master from the tarball
-    assert f"({unpacked}/sbin/../libexec/condor/condor_mips)" in text  # its own libexec
+    # the daemons' banners (the start of their logs, which the pilot's log keeps however long they ran)
+    assert f"** {unpacked}/sbin/condor_master\n" in text  # the master from the tarball
+    assert f"** {unpacked}/sbin/condor_startd\n" in text
+    assert f"{unpacked}/sbin/../libexec/condor/condor_" in text  # its own libexec
