@@ -25,11 +25,15 @@ class EventFollower:
         self.outstanding, self.done, self.cond = outstanding, done, cond
         self.events = htcondor2.JobEventLog(path)
         self.thread = threading.Thread(target=self._follow, name="htcondor-events", daemon=True)
+        self._starting = threading.Lock()
 
     def start(self) -> None:
-        """Begin reading (once): from the log's start, so that jobs adopted before are caught up."""
-        if not self.thread.is_alive() and self.thread.ident is None:
-            self.thread.start()
+        """Begin reading (once): from the log's start, so that jobs adopted before are caught up.
+        Steps submit from many threads at once: two starting one thread race in Python's
+        threading (a second OS thread, "KeyError: <Thread(htcondor-events ...)>")."""
+        with self._starting:
+            if self.thread.ident is None:
+                self.thread.start()
 
     def _follow(self) -> None:
         quiet_since = time.monotonic()
