@@ -5,7 +5,9 @@
 #   cwl:    a scatter of N no-op steps (alpine, `true`) through `scailfin-cwl --scheduler
 #           htcondor --transfer htcondor --runtime apptainer --parallel`, the whole command;
 #   yadage: the same N steps as one multistep stage through the yadage backend (`yadage-run -b
-#           py:scailfin_exec.yadage:Backend -k scheduler=htcondor`).
+#           py:scailfin_exec.yadage:Backend -k scheduler=htcondor`), with --yadage-args added to
+#           its command line (the engine's own settings: e.g. "--ctrlopt disable_prepub=true
+#           --updateinterval 1"; REANA's yadage engine polls every 15 s).
 # For cwl and yadage: wall time (and against bare), the front end's CPU seconds (user + system,
 # its whole process tree as wait4 reports it) per step, its peak RSS, and the ratio of the
 # per-step CPU at the largest N to that at the smallest (goal: at most 1.2).
@@ -17,10 +19,12 @@
 # its CPU and wall figures are then not the benchmark's.
 #
 #   dev/as-test-user python benchmarks/scale.py [--steps 100,500] [--only cwl|yadage] [--profile DIR]
+#                                               [--yadage-args "yadage-run options"]
 import argparse
 import collections
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -78,6 +82,7 @@ YADAGE_WORKFLOW = """stages:
 
 
 PROFILE = {"dir": None}  # set by --profile
+YADAGE_ARGS = []  # set by --yadage-args
 
 
 def measured(argv, cwd):
@@ -167,7 +172,7 @@ def yadage(work, n):
     return measured([os.path.join(BIN, "yadage-run"), "-t", toplevel, "-b", "py:scailfin_exec.yadage:Backend",
                      "-k", f"image_roots=[{os.pathsep.join(image_roots())}]", "-k", "pull=false",
                      "-k", "scheduler=htcondor", "-k", "transfer=htcondor", "-k", "runtime=apptainer",
-                     "-k", "progress=false", os.path.join(home, "work"), "workflow.yml",
+                     "-k", "progress=false", *YADAGE_ARGS, os.path.join(home, "work"), "workflow.yml",
                      os.path.join(toplevel, "input.yml")], home)
 
 
@@ -177,7 +182,9 @@ def main():
     parser.add_argument("--only", choices=["cwl", "yadage"])
     parser.add_argument("--profile", metavar="DIR", help="sample each front end with py-spy into DIR and say "
                         "where its time goes")
+    parser.add_argument("--yadage-args", default="", help="options added to yadage-run's command line")
     args = parser.parse_args()
+    YADAGE_ARGS[:] = shlex.split(args.yadage_args)
     if args.profile:
         if not shutil.which("py-spy"):
             sys.exit("--profile needs py-spy (pip install py-spy: dev/setup installs it)")
@@ -191,7 +198,8 @@ def main():
     fronts = {"cwl": cwl, "yadage": yadage}
     if args.only:
         fronts = {args.only: fronts[args.only]}
-    print(f"scale: no-op steps on the test site ({slots} CPUs in its slots), {os.cpu_count()} cores")
+    print(f"scale: no-op steps on the test site ({slots} CPUs in its slots), {os.cpu_count()} cores"
+          + (f"; yadage-run {shlex.join(YADAGE_ARGS)}" if YADAGE_ARGS and "yadage" in fronts else ""))
     print(f"{'front end':<10}{'steps':>7}{'wall s':>9}{'vs bare':>9}{'CPU s':>8}{'CPU ms/step':>13}{'peak RSS MiB':>14}",
           flush=True)
     rows = {}

@@ -22,12 +22,14 @@ from cwltool.job import JobBase
 from cwltool.workflow import default_make_tool
 
 from ..config import load_settings
+from . import yamlcopy
 from .tool import CWLBackend, ScailfinCommandLineTool, ScailfinJob, tool_class
 
 __all__ = ["CWLBackend", "ScailfinCommandLineTool", "ScailfinJob", "make_tool", "make_tool_factory", "executor",
            "default_backend"]
 
 _logger = logging.getLogger("cwltool")
+yamlcopy.install()  # cwltool copies job orders: a long input list must not cost N^2 each time
 _default: CWLBackend | None = None
 _default_lock = threading.Lock()
 
