@@ -16,7 +16,9 @@
 # second, into DIR/FRONT-N.txt (collapsed stacks: flamegraph.pl or speedscope draw them), and
 # prints where its samples fall: the functions most often running (self) and the project's and
 # engines' functions most often on the stack (inclusive). Sampling slows the front end a little:
-# its CPU and wall figures are then not the benchmark's.
+# its CPU and wall figures are then not the benchmark's. py-spy falls behind on a process with
+# ~1,000 threads (scailfin-cwl at 1,000 steps in flight) and its samples are then misplaced: for
+# the main thread, `python -m cProfile -o F .venv/bin/scailfin-cwl ...` is exact.
 #
 #   dev/as-test-user python benchmarks/scale.py [--steps 100,500] [--only cwl|yadage] [--profile DIR]
 #                                               [--yadage-args "yadage-run options"]
