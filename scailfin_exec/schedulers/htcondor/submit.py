@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ...job import Job
-from ...worker.jobad import AD_BASE, AD_OWN, encoded  # noqa: F401  (encoded: the rows' values)
+from ...worker.jobad import AD_BASE, AD_OWN, encoded
 from ...transfers import mode as transfer_mode
 from .. import SchedulerError
 
