@@ -209,3 +209,46 @@ def test_jobs_carry_their_description_in_the_job_ad_and_their_directory_is_made_
                             timeout=300)  # (the site's workers have Apptainer; this machine, Charliecloud)
     assert replay.returncode == 0, replay.stderr
     assert (ws / "out1.txt").read_text() == "1\n"
+
+
+def test_a_batch_is_one_cluster_the_schedd_makes_and_every_job_s_first_event_is_seen(pool, tmp_path, job):
+    """Each batch travels as one late-materialized cluster (the schedd makes its jobs, and writes
+    their SUBMIT events, before submit() returns): none of those first events may be lost to the
+    follower (300 jobs that never match a slot: they stay until the run is closed)."""
+    import htcondor2
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    options = HTCondorSettings(submit_commands={"requirements": "false"})
+    sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="factory", options=options)
+    try:
+        handles = [sched.submit(job(f"f{i}", ["true"], ws, transfer="htcondor")) for i in range(300)]
+        deadline = time.monotonic() + 30
+        while not all(h.native.materialized for h in handles) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(h.native.materialized for h in handles) == 300
+        assert len(jobs_in_queue(pool, 'JobBatchName == "factory"')) == 300
+    finally:
+        sched.close()
+    events = list(htcondor2.JobEventLog(str(tmp_path / "run" / "events.log")).events(stop_after=0))
+    factories = [e.cluster for e in events if e.type == htcondor2.JobEventType.CLUSTER_SUBMIT]
+    assert sorted(factories) == sorted({h.native.cluster for h in handles})  # each batch one cluster
+    assert jobs_in_queue(pool, 'JobBatchName == "factory"') == []
+
+
+def test_a_batch_htcondor_cannot_make_into_jobs_fails_with_its_reason_and_leaves_nothing_queued(pool, tmp_path, job):
+    """A job ad the schedd cannot make (here a site's submit command that becomes a parse error
+    for one job's id) pauses the batch's factory: every job of the batch fails with HTCondor's
+    reason, none waits forever, and the cluster leaves the queue."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    options = HTCondorSettings(submit_commands={"My.ScailfinProbe": "$(scailfin_id)"})
+    with HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="paused", options=options) as sched:
+        handles = [sched.submit(job(name, ["true"], ws, transfer="htcondor")) for name in ("fine", "bad-")]
+        results = [sched.wait(h, timeout=120) for h in handles]
+    for result in results:
+        assert not result.ok
+        assert f"HTCondor stopped making the jobs of cluster {handles[0].native.cluster}" in result.error, result.error
+        assert "Parse error" in result.error and "ScailfinProbe = bad-" in result.error, result.error
+    assert jobs_in_queue(pool, 'JobBatchName == "paused"') == []
+    assert (tmp_path / "run" / "bad-" / "job.json").exists()

@@ -103,3 +103,11 @@ def test_what_every_row_shares_is_written_into_the_description_and_only_differen
 def test_a_value_the_submit_language_would_expand_is_refused(field, value):
     with pytest.raises(SchedulerError, match="which HTCondor's submit language would expand or cut: refused"):
         a_row(job(**{field: value}))
+
+
+def test_a_batch_is_made_by_the_schedd_all_at_once_unless_the_site_limits_it():
+    described = {"executable": "/usr/bin/env"}
+    assert submit.late_materialized(described, 1000) == {"executable": "/usr/bin/env", "max_materialize": "1000"}
+    assert "max_materialize" not in described
+    for site in ({"max_idle": "50"}, {"Max_Materialize": "10"}):
+        assert submit.late_materialized(dict(described, **site), 1000) == dict(described, **site)

@@ -1,8 +1,10 @@
 # The htcondor scheduler: every job description becomes a vanilla-universe HTCondor job whose
 # executable launches the worker shim (description and rows: submit.py). Jobs that become ready
-# together go to the schedd in one transaction (batching.py); one job event log per run tells us
-# what happens to them (events.py); holds become failures carrying HoldReason, or are released
-# when transient; evictions rerun up to max_retries; cancel and close remove the run's jobs.
+# together go to the schedd in one transaction (batching.py), as one cluster the schedd makes the
+# jobs of itself (late materialization); one job event log per run tells us what happens to them
+# (events.py); holds become failures carrying HoldReason, or are released when transient;
+# evictions rerun up to max_retries; a batch the schedd cannot make fails with its reason; cancel
+# and close remove the run's jobs.
 # Submitting writes no file per job: the description travels in the job ad, the run's record of
 # what was submitted is one line per job in RUN_DIR/jobs.jsonl, and every job starts in one shared
 # directory (.incoming); a job's own directory is made when it ends (its logs and outputs move
@@ -38,6 +40,7 @@ class CondorJob:
     cluster: int | None = None
     proc: int | None = None
     state: str = "pending"  # pending, idle, running, held, done, failed
+    materialized: bool = False  # in the queue (its SUBMIT event seen), not only in its cluster's factory
     evictions: int = 0
     releases: int = 0
     failure: str | None = None  # why we removed it
@@ -214,13 +217,16 @@ class HTCondorScheduler(Scheduler):
 
     def _submit_batch(self, batch: list[JobHandle]) -> None:
         described, rows = submit.hoist(self.description(), self.rows(batch))
+        described = submit.late_materialized(described, len(rows))
         append_job_records(self.run_dir, [(h.submitted, h.job) for h in batch if not h.job.secrets])
-        if any(rows):
-            result = self.schedd.submit(self.htcondor.Submit(described), itemdata=iter(rows))
-        else:  # one job, or jobs alike in all but their ids: there are none
-            result = self.schedd.submit(self.htcondor.Submit(described), count=len(rows))
-        cluster, first = result.cluster(), result.first_proc()
-        with self._cond:
+        # The schedd writes a job's first events (SUBMIT at once, as it makes the jobs) before
+        # submit() returns: the follower looks jobs up under this lock, and must find them.
+        with self._cond:  # (the bindings hold Python's GIL through submit(): nothing else runs)
+            if any(rows):
+                result = self.schedd.submit(self.htcondor.Submit(described), itemdata=iter(rows))
+            else:  # one job, or jobs alike in all but their ids: there are none
+                result = self.schedd.submit(self.htcondor.Submit(described), count=len(rows))
+            cluster, first = result.cluster(), result.first_proc()
             for offset, handle in enumerate(batch):
                 native = handle.native
                 native.cluster, native.proc, native.state = cluster, first + offset, "idle"
@@ -241,9 +247,13 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             handle = self._ids.get((event.cluster, event.proc))
         if handle is None:
+            if event.type == types.FACTORY_PAUSED:
+                self._on_factory_paused(event)
             return
         native = handle.native
-        if event.type == types.EXECUTE:
+        if event.type == types.SUBMIT:
+            native.materialized = True
+        elif event.type == types.EXECUTE:
             native.state = "running"
         elif event.type == types.JOB_EVICTED:
             native.state = "idle"
@@ -257,12 +267,38 @@ class HTCondorScheduler(Scheduler):
         elif event.type == types.JOB_TERMINATED:
             self._complete(handle, self._collect(handle, event))
         elif event.type == types.JOB_ABORTED:
-            self._arrive(handle)
-            transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, "/nonexistent")
-            reason = native.failure or ("cancelled" if handle.cancelled else
-                                        f"removed from the queue ({event.get('Reason', 'no reason given')})")
-            self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
-                                          stderr_log=handle.stderr_log))
+            self._abort(handle, f"removed from the queue ({event.get('Reason', 'no reason given')})")
+
+    def _abort(self, handle: JobHandle, reason: str) -> None:
+        """A job that left the queue without running to its end (or never entered it)."""
+        if handle.native.done.is_set():
+            return
+        self._arrive(handle)
+        transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, "/nonexistent")
+        reason = handle.native.failure or ("cancelled" if handle.cancelled else reason)
+        self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
+                                      stderr_log=handle.stderr_log))
+
+    def _on_factory_paused(self, event) -> None:
+        """The schedd stopped making a batch's jobs (one of them could not become a job ad): the
+        batch fails with HTCondor's reason, its jobs already made are removed (their removal ends
+        them), and those never made end here."""
+        with self._cond:
+            batch = [h for (cluster, _), h in self._ids.items()
+                     if cluster == event.cluster and not h.native.done.is_set()]
+        if not batch:
+            return
+        why = f"HTCondor stopped making the jobs of cluster {event.cluster}: {event.get('Reason', 'no reason given')}"
+        for handle in batch:
+            handle.native.failure = handle.native.failure or why
+        try:
+            self.schedd.act(self.htcondor.JobAction.Remove, f"ClusterId == {event.cluster}",
+                            "scailfin-exec: " + why[:200])
+        except Exception as e:  # noqa: BLE001
+            print(f"scailfin-exec: htcondor: removing cluster {event.cluster} failed: {e}", file=sys.stderr)
+        for handle in batch:
+            if not handle.native.materialized:
+                self._abort(handle, why)
 
     def _on_hold(self, handle: JobHandle, event) -> None:
         native = handle.native

@@ -143,6 +143,18 @@ def row(job: Job, fields: dict, base: str, directory: str, shim: str, outbox: st
     return values
 
 
+def late_materialized(described: dict[str, str], count: int) -> dict[str, str]:
+    """The description of a batch of count jobs the schedd makes itself (HTCondor's late
+    materialization: the description and the rows travel once, and the schedd makes every job
+    from them, all at once up to max_materialize): 1000 jobs reach the queue in about half the
+    time they take when the submitting process makes each job ad and sends it attribute by
+    attribute. A site's own max_materialize or max_idle (submit_commands) stands. A submit host
+    configured with SCHEDD_ALLOW_LATE_MATERIALIZE = false submits the jobs one by one instead."""
+    if any(k.lower() in ("max_materialize", "max_idle") for k in described):
+        return described
+    return dict(described, max_materialize=str(count))
+
+
 def hoist(described: dict[str, str], rows: list[dict[str, str]]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The description with every macro all rows give the same value written in, and the rows
     without them: a scatter's thousand jobs then differ only where they must (values are checked
