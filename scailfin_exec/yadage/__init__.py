@@ -26,9 +26,11 @@ from ..config import ConfigError, Settings, settings_from_options
 from ..job import Bind, ImageSources, Job, Resources, Result, read_result
 from ..report.watch import RunWatch
 from ..schedulers import Scheduler, make_scheduler
+from . import packtivityfix
 
 log = logging.getLogger(__name__)
 __all__ = ["Backend", "Proxy"]
+packtivityfix.install()  # packtivity's state model in one pass, its jq programs compiled once
 
 
 class Proxy(PacktivityProxyBase):
