@@ -146,7 +146,7 @@ def test_close_removes_every_job_of_the_run(pool, tmp_path, job):
     sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="closed-run")
     handles = [sched.submit(job(f"l{i}", ["sleep", "300"], ws, transfer="htcondor")) for i in range(4)]
     deadline = time.monotonic() + 30
-    while any(h.native.cluster is None for h in handles) and time.monotonic() < deadline:
+    while not all(h.native.materialized for h in handles) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(jobs_in_queue(pool, 'JobBatchName == "closed-run"')) == 4
     sched.close()
