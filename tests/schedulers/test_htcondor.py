@@ -252,3 +252,32 @@ def test_a_batch_htcondor_cannot_make_into_jobs_fails_with_its_reason_and_leaves
         assert "Parse error" in result.error and "ScailfinProbe = bad-" in result.error, result.error
     assert jobs_in_queue(pool, 'JobBatchName == "paused"') == []
     assert (tmp_path / "run" / "bad-" / "job.json").exists()
+
+
+def test_jobs_a_site_limit_keeps_unmade_are_cancelled_once_made_and_end_when_their_cluster_goes(pool, tmp_path, job):
+    """A site's max_materialize holds a batch's later jobs back (here 1 at a time, and the first
+    never runs): cancelling one not yet made removes it as soon as HTCondor makes it, and closing
+    the run ends the ones never made when their cluster leaves the queue, without waiting."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    options = HTCondorSettings(submit_commands={"requirements": "false", "max_materialize": "1"})
+    sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="throttled", options=options)
+    try:
+        handles = [sched.submit(job(f"t{i}", ["true"], ws, transfer="htcondor")) for i in range(4)]
+        deadline = time.monotonic() + 30
+        while not handles[0].native.materialized and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [h.native.materialized for h in handles] == [True, False, False, False]
+        sched.cancel(handles[1])
+        sched.cancel(handles[0])  # made: removed now; then HTCondor makes t1, which is removed once made
+        assert sched.wait(handles[0], timeout=60).error == "cancelled"
+        assert sched.wait(handles[1], timeout=60).error == "cancelled"
+        assert handles[1].native.materialized
+        time.sleep(1)  # HTCondor makes t2, which stays (it matches no slot), and holds t3 back
+        assert not handles[3].native.materialized
+        started = time.monotonic()
+    finally:
+        sched.close()
+    assert time.monotonic() - started < 20  # not the 30 s close() gives jobs that never end
+    assert [sched.poll(h).error for h in handles[2:]] == ["cancelled", "cancelled"]
+    assert jobs_in_queue(pool, 'JobBatchName == "throttled"') == []

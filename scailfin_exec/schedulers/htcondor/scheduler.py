@@ -249,10 +249,14 @@ class HTCondorScheduler(Scheduler):
         if handle is None:
             if event.type == types.FACTORY_PAUSED:
                 self._on_factory_paused(event)
+            elif event.type == types.CLUSTER_REMOVE:
+                self._on_cluster_removed(event)
             return
         native = handle.native
         if event.type == types.SUBMIT:
             native.materialized = True
+            if handle.cancelled:  # cancelled while its cluster had not made it yet
+                self._act(self.htcondor.JobAction.Remove, handle, "scailfin-exec: cancelled")
         elif event.type == types.EXECUTE:
             native.state = "running"
         elif event.type == types.JOB_EVICTED:
@@ -299,6 +303,15 @@ class HTCondorScheduler(Scheduler):
         for handle in batch:
             if not handle.native.materialized:
                 self._abort(handle, why)
+
+    def _on_cluster_removed(self, event) -> None:
+        """A batch's cluster left the queue (removed, or every job ended): a job it had not made
+        yet (a site's max_materialize or max_idle holds them back) ends here, as removed."""
+        with self._cond:
+            unmade = [h for (cluster, _), h in self._ids.items()
+                      if cluster == event.cluster and not h.native.materialized and not h.native.done.is_set()]
+        for handle in unmade:
+            self._abort(handle, "removed from the queue before HTCondor made it")
 
     def _on_hold(self, handle: JobHandle, event) -> None:
         native = handle.native
@@ -374,7 +387,7 @@ class HTCondorScheduler(Scheduler):
             handle.cancelled = True
         if self._batcher.withdraw(handle) or handle.native.cluster is None:
             self._complete(handle, Result(handle.job.id, None, error="cancelled"))
-        elif not handle.native.done.is_set():
+        elif handle.native.materialized and not handle.native.done.is_set():  # else: removed once made
             self._act(self.htcondor.JobAction.Remove, handle, "scailfin-exec: cancelled")
 
     def close(self) -> None:
