@@ -281,3 +281,36 @@ def test_jobs_a_site_limit_keeps_unmade_are_cancelled_once_made_and_end_when_the
     assert time.monotonic() - started < 20  # not the 30 s close() gives jobs that never end
     assert [sched.poll(h).error for h in handles[2:]] == ["cancelled", "cancelled"]
     assert jobs_in_queue(pool, 'JobBatchName == "throttled"') == []
+
+
+def test_jobs_a_stopped_process_left_unmade_are_adopted_from_their_factory_not_submitted_again(pool, tmp_path, job):
+    """A process that stops while a site's max_materialize holds its batch's later jobs back (1
+    at a time here, and the first never runs) leaves jobs found neither in the queue nor in the
+    history: the next process adopts them from the cluster still making them, at the procs they
+    will have, and follows them once HTCondor makes them; nothing is submitted twice."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    run = str(tmp_path / "run")
+    options = HTCondorSettings(submit_commands={"requirements": "false", "max_materialize": "1"})
+    jobs = [job(f"a{i}", ["true"], ws, transfer="htcondor") for i in range(3)]
+    earlier = HTCondorScheduler(run, Settings(), batch_name="adopted", options=options)
+    handles = [earlier.submit(j) for j in jobs]
+    deadline = time.monotonic() + 30
+    while not handles[0].native.materialized and time.monotonic() < deadline:
+        time.sleep(0.05)
+    earlier.detach()
+    cluster = handles[0].native.cluster
+    later = HTCondorScheduler(run, Settings(), batch_name="adopted", options=options)
+    try:
+        adopted = later.adopt([(j, None) for j in jobs])
+        assert [(h.native.cluster, h.native.proc) for h in adopted] == [(cluster, 0), (cluster, 1), (cluster, 2)]
+        assert [h.native.materialized for h in adopted] == [True, False, False]
+        later.cancel(adopted[0])  # HTCondor then makes a1
+        assert later.wait(adopted[0], timeout=60).error == "cancelled"
+        deadline = time.monotonic() + 30
+        while not adopted[1].native.materialized and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [ad["ProcId"] for ad in jobs_in_queue(pool, 'JobBatchName == "adopted"')] == [1]
+    finally:
+        later.close()
+    assert jobs_in_queue(pool, 'JobBatchName == "adopted"') == []

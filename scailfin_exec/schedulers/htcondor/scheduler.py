@@ -6,13 +6,15 @@
 # evictions rerun up to max_retries; a batch the schedd cannot make fails with its reason; cancel
 # and close remove the run's jobs.
 # Submitting writes no file per job: the description travels in the job ad, the run's record of
-# what was submitted is one line per job in RUN_DIR/jobs.jsonl, and every job starts in one shared
+# what was submitted is one line per job in RUN_DIR/jobs.jsonl (and one per batch, its cluster and
+# procs, in RUN_DIR/clusters.jsonl, for adopt()), and every job starts in one shared
 # directory (.incoming); a job's own directory is made when it ends (its logs and outputs move
 # there, with its job file), or before, when its transfer mode sends files or it has secrets.
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sys
@@ -30,6 +32,7 @@ from . import submit
 from .events import EventFollower
 from .settings import HTCondorSettings
 
+CLUSTERS = "clusters.jsonl"  # in the run directory: each batch's cluster, first proc and job ids
 TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
 PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
 
@@ -150,18 +153,22 @@ class HTCondorScheduler(Scheduler):
 
     def adopt(self, jobs: list[tuple[Job, str | None]]) -> list[JobHandle | None]:
         """Jobs of this run (ScailfinRun) an earlier process submitted, found by their job id in the
-        schedd's queue and history (whatever that process had noted); the run's event log, read
-        again from its start, tells what became of each. Call before submitting anything."""
+        schedd's queue and history (whatever that process had noted), or, not made yet, in a
+        cluster of the run whose factory is still making jobs (RUN_DIR/clusters.jsonl says which
+        cluster and proc each batch's jobs have); the run's event log, read again from its start,
+        tells what became of each. Call before submitting anything."""
         constraint = f'ScailfinRun == "{self.run_id}"'
         found = {}
         for ad in list(self.schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "ScailfinJobId"])) + \
                 list(self.schedd.history(constraint, ["ClusterId", "ProcId", "ScailfinJobId"], match=-1)):
             found[ad.get("ScailfinJobId")] = (int(ad["ClusterId"]), int(ad["ProcId"]))
+        unmade = self._unmade(constraint)
         handles = []
         submitted = job_records(self.run_dir)
         with self._cond:
             for job, _ in jobs:
-                if job.id not in found:
+                where = found.get(job.id) or unmade.get(job.id)
+                if where is None:
                     handles.append(None)  # never reached the schedd: the caller may submit it again
                     self._taken.discard(job.id)
                     continue
@@ -169,11 +176,31 @@ class HTCondorScheduler(Scheduler):
                 handle = self._handle(job)
                 if job.id in submitted:
                     handle.submitted = submitted[job.id][0]
-                handle.native = CondorJob(*found[job.id], state="idle")
-                self._ids[found[job.id]] = handle
+                handle.native = CondorJob(*where, state="idle", materialized=job.id in found)
+                self._ids[where] = handle
                 handles.append(handle)
         self._follower.start()
         return handles
+
+    def _unmade(self, constraint: str) -> dict[str, tuple[int, int]]:
+        """{job id: (cluster, proc)} of the jobs a factory of this run has still to make."""
+        making = {}
+        for ad in self.schedd.query(constraint=constraint, opts=self.htcondor.QueryOpt.IncludeClusterAd,
+                                    projection=["ClusterId", "ProcId", "JobMaterializeNextProcId"]):
+            if "ProcId" not in ad and "JobMaterializeNextProcId" in ad:  # a cluster ad: a factory
+                making[int(ad["ClusterId"])] = int(ad["JobMaterializeNextProcId"])
+        unmade = {}
+        try:
+            with open(os.path.join(self.run_dir, CLUSTERS)) as f:
+                for line in f:
+                    batch = json.loads(line)
+                    cluster, first = batch["cluster"], batch["first"]
+                    if cluster in making:
+                        unmade.update((job_id, (cluster, first + offset)) for offset, job_id in enumerate(batch["ids"])
+                                      if first + offset >= making[cluster])
+        except FileNotFoundError:
+            pass
+        return unmade
 
     def detach(self) -> None:
         """Stop submitting and following; the run's jobs stay in the queue (adopt() finds them)."""
@@ -231,6 +258,9 @@ class HTCondorScheduler(Scheduler):
                 native = handle.native
                 native.cluster, native.proc, native.state = cluster, first + offset, "idle"
                 self._ids[(cluster, first + offset)] = handle
+        # which proc each job is, for a later process to adopt the jobs the schedd has still to make
+        with open(os.path.join(self.run_dir, CLUSTERS), "a") as f:
+            f.write(json.dumps({"cluster": cluster, "first": first, "ids": [h.job.id for h in batch]}) + "\n")
 
     def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
         self._complete(handle, Result(handle.job.id, None, error=f"submission to {self.schedd_name} failed: {error}"))
