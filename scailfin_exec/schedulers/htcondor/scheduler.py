@@ -259,8 +259,13 @@ class HTCondorScheduler(Scheduler):
                 native.cluster, native.proc, native.state = cluster, first + offset, "idle"
                 self._ids[(cluster, first + offset)] = handle
         # which proc each job is, for a later process to adopt the jobs the schedd has still to make
-        with open(os.path.join(self.run_dir, CLUSTERS), "a") as f:
-            f.write(json.dumps({"cluster": cluster, "first": first, "ids": [h.job.id for h in batch]}) + "\n")
+        # (the jobs are submitted: a failure here must not fail them)
+        try:
+            with open(os.path.join(self.run_dir, CLUSTERS), "a") as f:
+                f.write(json.dumps({"cluster": cluster, "first": first, "ids": [h.job.id for h in batch]}) + "\n")
+        except OSError as e:
+            print(f"scailfin-exec: htcondor: cannot note cluster {cluster} in {CLUSTERS} ({e}): a process taking "
+                  "this run over will not find the jobs HTCondor has not made yet", file=sys.stderr)
 
     def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
         self._complete(handle, Result(handle.job.id, None, error=f"submission to {self.schedd_name} failed: {error}"))
