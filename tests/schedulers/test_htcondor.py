@@ -16,6 +16,14 @@ from scailfin_exec.schedulers.htcondor import HTCondorScheduler, HTCondorSetting
 from ..conftest import jobs_in_queue
 
 
+def wait_until_made(handles, timeout=30.0):
+    """Until HTCondor has made these jobs of a late-materialized cluster (their SUBMIT events
+    read), or timeout: the caller asserts what it needs."""
+    deadline = time.monotonic() + timeout
+    while not all(h.native.materialized for h in handles) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def job(tmp_path, image_roots):
     def make(name, argv, workspace, runtime="apptainer", **kw):
@@ -145,9 +153,7 @@ def test_close_removes_every_job_of_the_run(pool, tmp_path, job):
     ws.mkdir()
     sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="closed-run")
     handles = [sched.submit(job(f"l{i}", ["sleep", "300"], ws, transfer="htcondor")) for i in range(4)]
-    deadline = time.monotonic() + 30
-    while not all(h.native.materialized for h in handles) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_made(handles)
     assert len(jobs_in_queue(pool, 'JobBatchName == "closed-run"')) == 4
     sched.close()
     assert all(sched.poll(h).error == "cancelled" for h in handles)
@@ -223,9 +229,7 @@ def test_a_batch_is_one_cluster_the_schedd_makes_and_every_job_s_first_event_is_
     sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="factory", options=options)
     try:
         handles = [sched.submit(job(f"f{i}", ["true"], ws, transfer="htcondor")) for i in range(300)]
-        deadline = time.monotonic() + 30
-        while not all(h.native.materialized for h in handles) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_made(handles)
         assert sum(h.native.materialized for h in handles) == 300
         assert len(jobs_in_queue(pool, 'JobBatchName == "factory"')) == 300
     finally:
@@ -264,9 +268,7 @@ def test_jobs_a_site_limit_keeps_unmade_are_cancelled_once_made_and_end_when_the
     sched = HTCondorScheduler(str(tmp_path / "run"), Settings(), batch_name="throttled", options=options)
     try:
         handles = [sched.submit(job(f"t{i}", ["true"], ws, transfer="htcondor")) for i in range(4)]
-        deadline = time.monotonic() + 30
-        while not handles[0].native.materialized and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_made(handles[:1])
         assert [h.native.materialized for h in handles] == [True, False, False, False]
         sched.cancel(handles[1])
         sched.cancel(handles[0])  # made: removed now; then HTCondor makes t1, which is removed once made
@@ -295,9 +297,7 @@ def test_jobs_a_stopped_process_left_unmade_are_adopted_from_their_factory_not_s
     jobs = [job(f"a{i}", ["true"], ws, transfer="htcondor") for i in range(3)]
     earlier = HTCondorScheduler(run, Settings(), batch_name="adopted", options=options)
     handles = [earlier.submit(j) for j in jobs]
-    deadline = time.monotonic() + 30
-    while not handles[0].native.materialized and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_made(handles[:1])
     earlier.detach()
     cluster = handles[0].native.cluster
     later = HTCondorScheduler(run, Settings(), batch_name="adopted", options=options)
@@ -307,9 +307,7 @@ def test_jobs_a_stopped_process_left_unmade_are_adopted_from_their_factory_not_s
         assert [h.native.materialized for h in adopted] == [True, False, False]
         later.cancel(adopted[0])  # HTCondor then makes a1
         assert later.wait(adopted[0], timeout=60).error == "cancelled"
-        deadline = time.monotonic() + 30
-        while not adopted[1].native.materialized and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_made(adopted[1:2])
         assert [ad["ProcId"] for ad in jobs_in_queue(pool, 'JobBatchName == "adopted"')] == [1]
     finally:
         later.close()

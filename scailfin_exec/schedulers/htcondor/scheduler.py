@@ -6,33 +6,30 @@
 # evictions rerun up to max_retries; a batch the schedd cannot make fails with its reason; cancel
 # and close remove the run's jobs.
 # Submitting writes no file per job: the description travels in the job ad, the run's record of
-# what was submitted is one line per job in RUN_DIR/jobs.jsonl (and one per batch, its cluster and
-# procs, in RUN_DIR/clusters.jsonl, for adopt()), and every job starts in one shared
-# directory (.incoming); a job's own directory is made when it ends (its logs and outputs move
-# there, with its job file), or before, when its transfer mode sends files or it has secrets.
+# what was submitted is one line per job in RUN_DIR/jobs.jsonl (and one per batch in
+# clusters.py's record, for adopt()), and every job starts in one shared directory (.incoming);
+# a job's own directory is made when it ends (arrival.py), or before, when its transfer mode
+# sends files or it has secrets.
 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import shutil
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ...config import Settings
-from ...job import Job, Result, append_job_records, job_records, job_to_dict, read_result, validated, write_job
+from ...job import Job, Result, append_job_records, job_records, job_to_dict, validated, write_job
 from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
-from . import submit
+from . import arrival, clusters, submit
 from .events import EventFollower
 from .settings import HTCondorSettings
 
-CLUSTERS = "clusters.jsonl"  # in the run directory: each batch's cluster, first proc and job ids
 TRANSIENT_HOLD_CODES = {6, 12, 13}  # the starter failed to start; output or input transfer failed
 PERMANENT_SUBCODES = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.EISDIR}  # a missing input stays missing
 
@@ -96,6 +93,7 @@ class HTCondorScheduler(Scheduler):
         self._taken = {n for n in os.listdir(self.run_dir) if not n.startswith(".")} | set(job_records(self.run_dir))
         self._cond = threading.Condition()
         self._ids: dict[tuple[int, int], JobHandle] = {}
+        self._clusters: dict[int, list[JobHandle]] = {}  # each cluster's jobs, for its factory's events
         self._closing = self._detached = False
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
@@ -158,11 +156,16 @@ class HTCondorScheduler(Scheduler):
         cluster and proc each batch's jobs have); the run's event log, read again from its start,
         tells what became of each. Call before submitting anything."""
         constraint = f'ScailfinRun == "{self.run_id}"'
-        found = {}
-        for ad in list(self.schedd.query(constraint=constraint, projection=["ClusterId", "ProcId", "ScailfinJobId"])) + \
-                list(self.schedd.history(constraint, ["ClusterId", "ProcId", "ScailfinJobId"], match=-1)):
-            found[ad.get("ScailfinJobId")] = (int(ad["ClusterId"]), int(ad["ProcId"]))
-        unmade = self._unmade(constraint)
+        found, making = {}, {}
+        queued = self.schedd.query(constraint=constraint, opts=self.htcondor.QueryOpt.IncludeClusterAd,
+                                   projection=["ClusterId", "ProcId", "ScailfinJobId", "JobMaterializeNextProcId"])
+        for ad in list(queued) + list(self.schedd.history(constraint, ["ClusterId", "ProcId", "ScailfinJobId"],
+                                                           match=-1)):
+            if "ProcId" in ad:
+                found[ad.get("ScailfinJobId")] = (int(ad["ClusterId"]), int(ad["ProcId"]))
+            elif "JobMaterializeNextProcId" in ad:  # a cluster ad: its factory may have jobs to make
+                making[int(ad["ClusterId"])] = int(ad["JobMaterializeNextProcId"])
+        unmade = clusters.unmade(self.run_dir, making)
         handles = []
         submitted = job_records(self.run_dir)
         with self._cond:
@@ -176,31 +179,11 @@ class HTCondorScheduler(Scheduler):
                 handle = self._handle(job)
                 if job.id in submitted:
                     handle.submitted = submitted[job.id][0]
-                handle.native = CondorJob(*where, state="idle", materialized=job.id in found)
-                self._ids[where] = handle
+                handle.native = CondorJob(state="idle", materialized=job.id in found)
+                self._register(handle, *where)
                 handles.append(handle)
         self._follower.start()
         return handles
-
-    def _unmade(self, constraint: str) -> dict[str, tuple[int, int]]:
-        """{job id: (cluster, proc)} of the jobs a factory of this run has still to make."""
-        making = {}
-        for ad in self.schedd.query(constraint=constraint, opts=self.htcondor.QueryOpt.IncludeClusterAd,
-                                    projection=["ClusterId", "ProcId", "JobMaterializeNextProcId"]):
-            if "ProcId" not in ad and "JobMaterializeNextProcId" in ad:  # a cluster ad: a factory
-                making[int(ad["ClusterId"])] = int(ad["JobMaterializeNextProcId"])
-        unmade = {}
-        try:
-            with open(os.path.join(self.run_dir, CLUSTERS)) as f:
-                for line in f:
-                    batch = json.loads(line)
-                    cluster, first = batch["cluster"], batch["first"]
-                    if cluster in making:
-                        unmade.update((job_id, (cluster, first + offset)) for offset, job_id in enumerate(batch["ids"])
-                                      if first + offset >= making[cluster])
-        except FileNotFoundError:
-            pass
-        return unmade
 
     def detach(self) -> None:
         """Stop submitting and following; the run's jobs stay in the queue (adopt() finds them)."""
@@ -255,17 +238,23 @@ class HTCondorScheduler(Scheduler):
                 result = self.schedd.submit(self.htcondor.Submit(described), count=len(rows))
             cluster, first = result.cluster(), result.first_proc()
             for offset, handle in enumerate(batch):
-                native = handle.native
-                native.cluster, native.proc, native.state = cluster, first + offset, "idle"
-                self._ids[(cluster, first + offset)] = handle
-        # which proc each job is, for a later process to adopt the jobs the schedd has still to make
-        # (the jobs are submitted: a failure here must not fail them)
-        try:
-            with open(os.path.join(self.run_dir, CLUSTERS), "a") as f:
-                f.write(json.dumps({"cluster": cluster, "first": first, "ids": [h.job.id for h in batch]}) + "\n")
+                handle.native.state = "idle"
+                self._register(handle, cluster, first + offset)
+        try:  # (the jobs are submitted: a failure here must not fail them)
+            clusters.note(self.run_dir, cluster, first, [h.job.id for h in batch])
         except OSError as e:
-            print(f"scailfin-exec: htcondor: cannot note cluster {cluster} in {CLUSTERS} ({e}): a process taking "
-                  "this run over will not find the jobs HTCondor has not made yet", file=sys.stderr)
+            print(f"scailfin-exec: htcondor: cannot note cluster {cluster} in {clusters.CLUSTERS} ({e}): a process "
+                  "taking this run over will not find the jobs HTCondor has not made yet", file=sys.stderr)
+
+    def _register(self, handle: JobHandle, cluster: int, proc: int) -> None:
+        """Under self._cond: the job is (cluster, proc) from now on, for the event follower."""
+        handle.native.cluster, handle.native.proc = cluster, proc
+        self._ids[(cluster, proc)] = handle
+        self._clusters.setdefault(cluster, []).append(handle)
+
+    def _open_jobs_of(self, cluster: int) -> list[JobHandle]:
+        with self._cond:
+            return [h for h in self._clusters.get(cluster, []) if not h.native.done.is_set()]
 
     def _submission_failed(self, handle: JobHandle, error: Exception) -> None:
         self._complete(handle, Result(handle.job.id, None, error=f"submission to {self.schedd_name} failed: {error}"))
@@ -304,27 +293,23 @@ class HTCondorScheduler(Scheduler):
         elif event.type == types.JOB_RELEASED:
             native.state = "idle"
         elif event.type == types.JOB_TERMINATED:
-            self._complete(handle, self._collect(handle, event))
+            status = int(event.get("ReturnValue", -1)) if event.get("TerminatedNormally", True) else \
+                128 + int(event.get("TerminatedBySignal", 0))
+            self._complete(handle, arrival.collect(self.incoming, handle, status))
         elif event.type == types.JOB_ABORTED:
             self._abort(handle, f"removed from the queue ({event.get('Reason', 'no reason given')})")
 
     def _abort(self, handle: JobHandle, reason: str) -> None:
         """A job that left the queue without running to its end (or never entered it)."""
-        if handle.native.done.is_set():
-            return
-        self._arrive(handle)
-        transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, "/nonexistent")
-        reason = handle.native.failure or ("cancelled" if handle.cancelled else reason)
-        self._complete(handle, Result(handle.job.id, None, error=reason, stdout_log=handle.stdout_log,
-                                      stderr_log=handle.stderr_log))
+        if not handle.native.done.is_set():
+            reason = handle.native.failure or ("cancelled" if handle.cancelled else reason)
+            self._complete(handle, arrival.abort(self.incoming, handle, reason))
 
     def _on_factory_paused(self, event) -> None:
         """The schedd stopped making a batch's jobs (one of them could not become a job ad): the
         batch fails with HTCondor's reason, its jobs already made are removed (their removal ends
         them), and those never made end here."""
-        with self._cond:
-            batch = [h for (cluster, _), h in self._ids.items()
-                     if cluster == event.cluster and not h.native.done.is_set()]
+        batch = self._open_jobs_of(event.cluster)
         if not batch:
             return
         why = f"HTCondor stopped making the jobs of cluster {event.cluster}: {event.get('Reason', 'no reason given')}"
@@ -342,10 +327,7 @@ class HTCondorScheduler(Scheduler):
     def _on_cluster_removed(self, event) -> None:
         """A batch's cluster left the queue (removed, or every job ended): a job it had not made
         yet (a site's max_materialize or max_idle holds them back) ends here, as removed."""
-        with self._cond:
-            unmade = [h for (cluster, _), h in self._ids.items()
-                      if cluster == event.cluster and not h.native.materialized and not h.native.done.is_set()]
-        for handle in unmade:
+        for handle in [h for h in self._open_jobs_of(event.cluster) if not h.native.materialized]:
             self._abort(handle, "removed from the queue before HTCondor made it")
 
     def _on_hold(self, handle: JobHandle, event) -> None:
@@ -369,35 +351,6 @@ class HTCondorScheduler(Scheduler):
             self.schedd.act(action, handle.native.id, reason)
         except Exception as e:  # noqa: BLE001
             print(f"scailfin-exec: htcondor: {action.name} of job {handle.native.id} failed: {e}", file=sys.stderr)
-
-    def _arrive(self, handle: JobHandle) -> None:
-        """Give an ended job its directory, as every scheduler leaves it: its job file, its logs
-        and what HTCondor brought back, moved there from the shared initial directory."""
-        os.makedirs(handle.directory, 0o700, exist_ok=True)
-        if not os.path.exists(handle.job_file):
-            write_job(handle.job, handle.job_file)
-        for name in ("stdout.log", "stderr.log", submit.OUTBOX):
-            arrived = os.path.join(self.incoming, f"{handle.job.id}.{name}")
-            if os.path.lexists(arrived):
-                target = os.path.join(handle.directory, name)
-                if os.path.isdir(target) and not os.path.islink(target):
-                    shutil.rmtree(target)
-                os.replace(arrived, target)
-
-    def _collect(self, handle: JobHandle, event) -> Result:
-        status = int(event.get("ReturnValue", -1)) if event.get("TerminatedNormally", True) else \
-            128 + int(event.get("TerminatedBySignal", 0))
-        self._arrive(handle)
-        returned = os.path.join(handle.directory, submit.OUTBOX)
-        brought = os.path.join(returned, "job.result.json")
-        if os.path.exists(brought):  # where every scheduler keeps it
-            os.replace(brought, handle.result_file)
-        result = read_result(handle.job.id, handle.result_file, status,
-                             stdout_log=handle.stdout_log, stderr_log=handle.stderr_log)
-        error = transfer_mode(handle.job.transfer).bring_back(handle.job, handle.directory, returned)
-        if error:
-            result.error = error
-        return result
 
     def _complete(self, handle: JobHandle, result: Result) -> None:
         native = handle.native
