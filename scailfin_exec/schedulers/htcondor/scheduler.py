@@ -130,13 +130,11 @@ class HTCondorScheduler(Scheduler):
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, job: Job) -> JobHandle:
-        handle = self._prepare(job)
-        handle.native = CondorJob()
-        self._follower.start()
-        try:
+        with self._batcher.arriving():
+            handle = self._prepare(job)
+            handle.native = CondorJob()
+            self._follower.start()
             self._batcher.add(handle)
-        except RuntimeError:
-            raise SchedulerError("the scheduler is closed") from None
         return handle
 
     def state(self, handle: JobHandle) -> str:

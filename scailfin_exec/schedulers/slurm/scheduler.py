@@ -128,12 +128,10 @@ class SlurmScheduler(Scheduler):
         return transfer_modes.mode(job.transfer).ship(job, directory, frozenset({submit.JOB_FILE}))
 
     def submit(self, job: Job) -> JobHandle:
-        handle = self._prepare(job)
-        handle.native = SlurmJob()
-        try:
+        with self._batcher.arriving():
+            handle = self._prepare(job)
+            handle.native = SlurmJob()
             self._batcher.add(handle)
-        except RuntimeError:
-            raise SchedulerError("the scheduler is closed") from None
         return handle
 
     # -- submitting ----------------------------------------------------------------------------
