@@ -49,7 +49,12 @@ def test_jobs_each_slower_to_prepare_than_the_quiet_time_still_go_as_one_batch(s
 
 def test_jobs_from_many_threads_at_once_go_as_one_batch(sent):
     batcher, batches = sent
-    threads = [threading.Thread(target=submit, args=(batcher, f"step-{i}", 0.01)) for i in range(20)]
+    ready = threading.Barrier(20)  # a scatter's steps, ready at once (cwltool runs each on a thread)
+
+    def step(i):
+        ready.wait()
+        submit(batcher, f"step-{i}", 0.01)
+    threads = [threading.Thread(target=step, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
     for t in threads:
