@@ -138,7 +138,7 @@ class ScailfinJob(CommandLineJob):
         else:
             os.makedirs(self.tmpdir, exist_ok=True)
         self._setup(runtimeContext)
-        self.input_binds = []
+        self.input_binds, self.in_place = [], []
         self.secret_store = runtimeContext.secret_store  # cwltool:Secrets: real values go to the step only
         self._take_container_only_entries()
         stage_files(self.pathmapper, stage_func=self._bind_input, ignore_writable=True, symlink=False,
@@ -146,10 +146,12 @@ class ScailfinJob(CommandLineJob):
         if self.generatemapper is not None:
             stage_files(self.generatemapper, stage_func=self._bind_input, ignore_writable=self.inplace_update,
                         symlink=False, secret_store=runtimeContext.secret_store)
-            if self.inplace_update:  # writable entries are updated where they are: bound read-write
+            if self.inplace_update:  # writable entries are updated where they are: bound read-write,
+                before = len(self.input_binds)  # and outputs of the step (copying transfer modes bring them back)
                 for _, vol in self.generatemapper.items_exclude_children():
                     if vol.staged and vol.type in ("WritableFile", "WritableDirectory") and not vol.resolved.startswith("_:"):
                         self._bind_input(vol.resolved, vol.target, writable=True)
+                self.in_place = [b.source for b in self.input_binds[before:] if not inside(b.source, self.outdir)]
         self._execute([], self.environment, runtimeContext)
 
     def _host_dirs(self) -> list[str]:
@@ -293,7 +295,7 @@ class ScailfinJob(CommandLineJob):
             binds=binds,
             env=self._revealed({k: str(v) for k, v in self.environment.items()}),
             inputs=inputs,
-            outputs=[self.outdir],
+            outputs=[self.outdir] + self.in_place,
             resources=Resources(
                 cores=max(1, math.ceil(resources.get("cores", 1))),
                 memory_mb=int(resources.get("ram", 256)),

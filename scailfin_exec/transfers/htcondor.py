@@ -13,7 +13,8 @@ import tempfile
 
 from ..job import Job
 from ..worker.transfers import escaping_link, needed_paths
-from ..worker.transfers.htcondor import OUTPUTS_TAR
+from ..worker.jobspec import updated_in_place
+from ..worker.transfers.htcondor import IN_PLACE_TAR, OUTPUTS_TAR
 
 IO_PROXY = False
 SEND = "send"  # in the job's directory: what travels that is not a plain file of its own
@@ -33,16 +34,18 @@ def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
     cannot), or, when two share a name (or one of taken, the scheduler's own names) or a path has
     characters the file list cannot carry, through a link of a plain name in send/N/ (the
     transfer follows links to files). Directories travel as send/N.tar: HTCondor cannot follow
-    links to directories, and one archive moves many small files faster than the files themselves."""
+    links to directories, and one archive moves many small files faster than the files themselves;
+    job.archives names them, so that the worker unpacks those and no file of the step's own."""
     send = os.path.join(directory, SEND)  # (the job's directory is made when it first needs one: private)
-    staged, taken = {}, set(taken)
+    staged, archives, taken = {}, {}, set(taken)
     for number, path in enumerate(needed_paths(job)):
         name = os.path.basename(path)
         if os.path.isdir(path):
             _private(directory, send)
-            subprocess.run(["tar", "-cf", os.path.join(send, f"{number}.tar"), "-C", os.path.dirname(path) or "/",
-                            name], check=True, capture_output=True)
-            staged[path] = f"send/{number}.tar"
+            archives[path] = os.path.join(send, f"{number}.tar")
+            subprocess.run(["tar", "-cf", archives[path], "-C", os.path.dirname(path) or "/", name],
+                           check=True, capture_output=True)
+            staged[path] = f"{SEND}/{number}.tar"
         elif name not in taken and plain_path(path) and not name.startswith("scailfin-shim-"):
             taken.add(name)
             staged[path] = name  # listed in transfer_input_files as it is
@@ -50,7 +53,7 @@ def ship(job: Job, directory: str, taken: frozenset = frozenset()) -> Job:
             _private(directory, send, os.path.join(send, str(number)))
             os.symlink(path, os.path.join(send, str(number), "file"))
             staged[path] = f"send/{number}/file"
-    return job._replace(staged=staged)
+    return job._replace(staged=staged, archives=archives)
 
 
 def _private(*directories: str) -> None:
@@ -67,14 +70,17 @@ def inputs(job: Job, directory: str) -> list[str]:
 
 
 def bring_back(job: Job, directory: str, returned: str) -> str | None:
-    """Move the outputs HTCondor brought back (returned/outputs.tar) into the workspace, and drop
-    what was sent; the error, if the outputs could not be moved."""
-    archive = os.path.join(returned, OUTPUTS_TAR)
+    """Move the outputs HTCondor brought back (returned/outputs.tar) into the workspace, and each
+    one updated in place (returned/in-place-N.tar) where it was; drop what was sent; the error, if
+    the outputs could not be moved."""
+    places = [(os.path.join(returned, OUTPUTS_TAR), job.workspace)] + [
+        (os.path.join(returned, IN_PLACE_TAR.format(n)), os.path.dirname(p)) for n, p in enumerate(updated_in_place(job))]
     try:
-        if os.path.exists(archive):
-            _merge_outputs(archive, job.workspace)
+        for archive, target in places:
+            if os.path.exists(archive):
+                _merge_outputs(archive, target)
     except (OSError, subprocess.SubprocessError, ValueError) as e:
-        return f"outputs could not be brought back into {job.workspace}: {e}"
+        return f"outputs could not be brought back into {target}: {e}"
     finally:
         shutil.rmtree(os.path.join(directory, SEND), ignore_errors=True)
     return None

@@ -10,7 +10,9 @@ from typing import Any, Dict, List, NamedTuple, Optional
 
 # 2: outputs come back in every transfer mode as declared (shared mode too, from a private copy of
 # the workspace), and `secrets`
-FORMAT_VERSION = 2
+# 3: `archives` says which staged paths travel as an archive in the htcondor mode too (a file named
+# *.tar is a file), and an output may be a writable bind's source outside the workspace
+FORMAT_VERSION = 3
 ID_MAX = 100  # job ids name directories and temporaries (with a file name and a host name in them)
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 ENV_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
@@ -73,10 +75,11 @@ class Job(NamedTuple):
     # result records and logs carry "(secret)" instead
     secrets: List[str] = []
     # transfer modes that copy files: where each submit-side path was put, relative to the job's
-    # scratch directory (a directory travels as a .tar, unpacked there); set by the scheduler
+    # scratch directory; set by the scheduler
     staged: Dict[str, str] = {}
-    # transfer chirp: directories fetched as one archive each (submit-side directory -> its archive
-    # on the submit side, built by the scheduler); set by the scheduler
+    # directories that travel as one archive each (submit-side directory -> its archive on the
+    # submit side, built by the scheduler), unpacked on the worker: the only way the worker learns
+    # that a staged path is an archive (a user's file named *.tar is a file); set by the scheduler
     archives: Dict[str, str] = {}
 
     @property
@@ -297,7 +300,8 @@ def _paths(body: Dict[str, Any]) -> None:
     body["binds"] = binds
     body["inputs"] = [_abs("job.inputs[{}]".format(i), p, root_allowed=False)
                       for i, p in enumerate(_str_list("job.inputs", body.get("inputs", [])))]
-    body["outputs"] = _outputs(body["workspace"], _str_list("job.outputs", body.get("outputs", ["."])))
+    writable = [b.source for b in binds if b.writable and not b.on_worker]
+    body["outputs"] = _outputs(body["workspace"], writable, _str_list("job.outputs", body.get("outputs", ["."])))
     staged = {}
     for original, relative in _str_dict("job.staged", body.get("staged", {})).items():
         if not relative or os.path.isabs(relative) or ".." in relative.split("/"):
@@ -319,16 +323,24 @@ def check_runtime_names(where: str, names: List[str]) -> List[str]:
     return names
 
 
-def _outputs(workspace: str, outputs: List[str]) -> List[str]:
-    """Outputs are paths inside the workspace (relative to it, or absolute under it)."""
+def _outputs(workspace: str, writable: List[str], outputs: List[str]) -> List[str]:
+    """Outputs are paths inside the workspace (relative to it, or absolute under it), or the
+    source of a writable bind, which the step updates in place (CWL's InplaceUpdateRequirement)."""
     result = []
     for i, path in enumerate(outputs):
         where = "job.outputs[{}]".format(i)
         full = normalise(os.path.join(workspace, path))
-        if not inside(full, workspace):
-            raise JobError("{}: {} is outside the workspace {}".format(where, _short(path), workspace))
+        if not inside(full, workspace) and full not in writable:
+            raise JobError("{}: {} is outside the workspace {} and is no writable bind's source".format(
+                where, _short(path), workspace))
         result.append(full)
     return result
+
+
+def updated_in_place(job: Job) -> List[str]:
+    """The declared outputs outside the workspace: writable binds' sources, updated in place by the
+    step, which come back where they are."""
+    return [path for path in job.outputs if not inside(path, job.workspace)]
 
 
 def job_to_dict(job: Job) -> Dict[str, Any]:

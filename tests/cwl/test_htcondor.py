@@ -1,6 +1,6 @@
 # scailfin-cwl --scheduler htcondor on the test site: the examples with Apptainer and with
 # Charliecloud preferred on the worker, each with HTCondor's file transfer and with a shared
-# file system; the conformance tests tagged docker; and the faults a pool brings (missing image,
+# file system; the whole CWL conformance suite through HTCondor's file transfer; and the faults a pool brings (missing image,
 # held job, eviction, Ctrl-C, no schedd), all against the real pool.
 import os
 import shutil
@@ -14,7 +14,7 @@ import htcondor2
 import pytest
 
 from ..conftest import REPO, jobs_in_queue, result_records, wait_until_no_slot_is_claimed
-from .test_conformance import known_failures, run_suite
+from .test_conformance import check_whole_suite, run_suite_in_process
 from .test_examples import EXAMPLES, check_decay_scatter, check_inventory, check_wordcount, example
 
 SHARED = "/scratch/scailfin-shared"  # the test site's shared file system; its /tmp is per job
@@ -85,17 +85,14 @@ def test_inventory_on_the_pool(scailfin_cwl, area, tmp_path, runtime, transfer):
     worker_ran(records, runtime)
 
 
-def test_conformance_tests_tagged_docker_through_htcondor(tmp_path, image_roots, pool):
-    extra = ["--tags", "docker"]
-    proc, results = run_suite(tmp_path, image_roots, "apptainer", extra, scailfin_options=[
-        "--scheduler", "htcondor", "--transfer", "htcondor", "--default-container", "docker.io/library/debian:stable-slim"])
-    ran = results  # cwltest reports only the tests it ran
-    assert len(ran) == 11, proc.stdout[-3000:]
-    known = known_failures("htcondor")
-    failed = {t for t, r in ran.items() if r == "failed"}
-    print(f"CWL v1.2 conformance, tag docker, through HTCondor: {len(ran) - len(failed)}/{len(ran)} passed")
-    assert failed <= set(known), f"failed and not documented: {sorted(failed - set(known))}\n{proc.stdout[-3000:]}"
-    assert not (set(known) & set(ran)) - failed, f"documented as failing but passed: {sorted((set(known) & set(ran)) - failed)}"
+def test_cwl_v12_conformance_suite_through_htcondor_file_transfer(tmp_path, image_roots, pool):
+    """The whole suite, every step (with a default container for those that name none) an HTCondor
+    job whose files travel through HTCondor's file transfer: the hardest path for CWL's file handling
+    (InitialWorkDir, secondaryFiles, Directory outputs, in-place updates, streams)."""
+    out, results = run_suite_in_process(tmp_path, image_roots, "apptainer", workers=4, scailfin_options=[
+        "--scheduler", "htcondor", "--transfer", "htcondor", "--default-container",
+        "docker.io/library/debian:stable-slim"])
+    check_whole_suite(out, results, ["apptainer", "htcondor"], "htcondor, file transfer, apptainer")
 
 
 def test_missing_image_fails_the_step_with_the_reason_and_leaves_no_job(scailfin_cwl, tmp_path, pool):

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from scailfin_exec import transfers
-from scailfin_exec.job import Job, validated
+from scailfin_exec.job import Bind, Job, validated
 from scailfin_exec.worker import transfers as worker_transfers
 from scailfin_exec.worker.transfers import StagingError, escaping_link, shared
 
@@ -111,3 +111,77 @@ def test_an_output_link_is_followed_as_the_step_saw_it_to_tell_whether_it_leaves
     leaving = {name for name in links if escaping_link(str(tmp_path / name), str(tmp_path), "/data/ws")}
     assert leaving == {"abs_out", "rel_out", "chain", "esc", "loop", "prefix"}
     assert escaping_link(str(tmp_path / "sub"), str(tmp_path), "/data/ws") is None  # not a link
+
+
+def _htcondor_carries(job, job_dir, scratch):
+    """What HTCondor's file transfer does with the job's inputs: each file (links followed) and each
+    directory (whole) into the scratch directory, by its base name."""
+    import shutil
+    scratch.mkdir()
+    for path in transfers.mode("htcondor").inputs(job, str(job_dir)):
+        target = scratch / os.path.basename(path)
+        if os.path.isdir(path):
+            shutil.copytree(path, target, symlinks=False)
+        else:
+            shutil.copy(path, target)
+
+
+@pytest.mark.parametrize("name", ["hello.tar", "data.tar.gz", "outputs.tar", "scailfin-shim-0123abcd.pyz", "send",
+                                  "job.json"])
+def test_htcondor_mode_brings_a_users_file_named_like_an_archive_or_a_shim_file_as_itself(tmp_path, workspace, name):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / name).write_bytes(b"the user's own bytes, not an archive\n")
+    directory = inputs / "a-directory.tar"  # a directory whose name looks like an archive
+    directory.mkdir()
+    (directory / "inside.txt").write_text("inside\n")
+    job = transfers.mode("htcondor").ship(
+        job_in(workspace, transfer="htcondor", inputs=[str(inputs / name), str(directory)]), str(tmp_path / "j"),
+        frozenset({"job.json", "back", "send"}))
+    assert set(job.archives) == {str(directory), str(workspace)}  # the job says what is an archive
+    scratch = tmp_path / "scratch"
+    _htcondor_carries(job, tmp_path / "j", scratch)
+    placement = worker_transfers.stage_in(job_from_json(job), str(scratch), {})
+    where = {b.target: b.source for b in placement.binds}
+    assert open(where[str(inputs / name)], "rb").read() == b"the user's own bytes, not an archive\n"
+    assert open(os.path.join(where[str(directory)], "inside.txt")).read() == "inside\n"
+    assert sorted(os.listdir(placement.workspace)) == ["notes.txt", "out"]
+
+
+def job_from_json(job):
+    """The job as the worker reads it: through its JSON form."""
+    from scailfin_exec.worker.jobspec import dumps, job_from_dict, loads
+    return job_from_dict(loads(dumps(job)))
+
+
+def test_htcondor_mode_brings_an_in_place_update_of_a_writable_bind_back_where_it_was(tmp_path, workspace):
+    elsewhere = tmp_path / "upstream"  # an earlier step's outputs, outside this step's workspace
+    (elsewhere / "dir").mkdir(parents=True)
+    (elsewhere / "count").write_text("3")
+    (elsewhere / "dir" / "kept.txt").write_text("kept\n")
+    binds = [Bind(str(elsewhere / "count"), str(workspace / "count"), True),
+             Bind(str(elsewhere / "dir"), str(workspace / "inp"), True)]
+    job = job_in(workspace, transfer="htcondor", binds=binds, inputs=[b.source for b in binds],
+                 outputs=[".", str(elsewhere / "count"), str(elsewhere / "dir")])
+    job = transfers.mode("htcondor").ship(job, str(tmp_path / "j"), frozenset())
+    scratch = tmp_path / "scratch"
+    _htcondor_carries(job, tmp_path / "j", scratch)
+    placement = worker_transfers.stage_in(job_from_json(job), str(scratch), {})
+    where = {b.target: b.source for b in placement.binds}
+    open(where[str(workspace / "count")], "w").write("4")  # the step, through its writable binds
+    open(os.path.join(where[str(workspace / "inp")], "blurb"), "w").close()
+    outbox = tmp_path / "back"
+    outbox.mkdir()
+    worker_transfers.stage_out(job_from_json(job), placement, str(outbox))
+    assert (elsewhere / "count").read_text() == "3"  # nothing moves before the job has ended
+    assert transfers.mode("htcondor").bring_back(job, str(tmp_path / "j"), str(outbox)) is None
+    assert (elsewhere / "count").read_text() == "4"
+    assert sorted(os.listdir(elsewhere / "dir")) == ["blurb", "kept.txt"]
+    assert sorted(os.listdir(elsewhere)) == ["count", "dir"]  # no temporaries left beside them
+
+
+def test_an_output_outside_the_workspace_must_be_a_writable_binds_source(tmp_path, workspace):
+    from scailfin_exec.job import JobError
+    with pytest.raises(JobError, match=r"job.outputs\[0\]: .* is outside the workspace .* no writable bind's source"):
+        job_in(workspace, outputs=[str(tmp_path / "elsewhere")],
+               binds=[Bind(str(tmp_path / "elsewhere"), str(workspace / "x"), False)])

@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .. import procs
-from ..jobspec import Bind, Job, inside, normalise
+from ..jobspec import Bind, Job, inside, normalise, updated_in_place
 
 MODES = ("shared", "htcondor", "chirp")  # the modules here, one per transfer mode
 
@@ -30,6 +30,7 @@ class Placement(NamedTuple):
     stdout: Optional[str]
     stderr: Optional[str]
     record: Dict
+    copies: Dict[str, str] = {}  # submit-side path -> its copy on this worker (modes that copy)
 
 
 def mode(name: str):
@@ -151,7 +152,8 @@ def placed(job: Job, scratch: str, mapping: Dict[str, str], record: Dict) -> Pla
             os.makedirs(source, exist_ok=True)
         binds.append(bind._replace(source=source))
     std = [here(p) if p else None for p in (job.stdin, job.stdout, job.stderr)]
-    return Placement(mapping[job.workspace], binds, std[0], std[1], std[2], record)
+    return Placement(mapping[job.workspace], binds, std[0], std[1], std[2], record,
+                     {path: here(path) for path in updated_in_place(job)})
 
 
 def refuse_escaping(job: Job, local: str, workspace_here: str) -> None:
@@ -173,6 +175,8 @@ def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
         found.append((local, os.path.relpath(local, workspace_here)))
 
     for output in job.outputs:
+        if not inside(output, job.workspace):
+            continue  # updated in place: in_place_files
         start = os.path.join(workspace_here, os.path.relpath(output, job.workspace))
         if not os.path.lexists(start):
             continue
@@ -185,6 +189,29 @@ def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
         else:
             add(start)
     return sorted(set(found), key=lambda pair: pair[1])
+
+
+def in_place_files(job: Job, placement: Placement) -> List[Tuple[str, List[Tuple[str, str]]]]:
+    """For each output the step updated in place (a writable bind's source outside the workspace,
+    copied to this worker): the submit-side path, and (local path, path relative to the submit-side
+    path's parent) of it and of everything under it, parents first. A symbolic link leaving it is
+    refused, as one leaving the workspace is."""
+    found = []
+    for original in updated_in_place(job):
+        local = placement.copies.get(original)
+        if local is None or local == original or not os.path.lexists(local):
+            continue  # bound where it is (shared mode): updated there already
+        name, files = os.path.basename(original), []
+        for directory, dirs, names in os.walk(local) if os.path.isdir(local) else [(local, [], [])]:
+            for path in [directory] + [os.path.join(directory, n) for n in sorted(names) +
+                                       [d for d in sorted(dirs) if os.path.islink(os.path.join(directory, d))]]:
+                target = escaping_link(path, local, original)
+                if target is not None:
+                    raise StagingError("{} is a symbolic link leaving {} (to {}): refused".format(
+                        original + path[len(local):], original, target))
+                files.append((path, name + path[len(local):]))
+        found.append((original, sorted(set(files), key=lambda pair: pair[1])))
+    return found
 
 
 def quiet(out: procs.Output) -> str:

@@ -15,8 +15,8 @@ from typing import Dict, List, Tuple
 
 from .. import procs
 from ..jobspec import Job
-from . import (Placement, StagingError, needed_paths, output_files, placed, quiet, tar, temporary_mark,
-               temporary_name)
+from . import (Placement, StagingError, in_place_files, needed_paths, output_files, placed, quiet, tar,
+               temporary_mark, temporary_name)
 
 CHIRP_TIMEOUT_S = 3600  # one remote operation (a whole tree through parrot)
 CHIRP_ATTEMPTS = 3  # with 2 s, then 4 s between them
@@ -51,6 +51,9 @@ def stage_out(job: Job, placement: Placement, outbox: str) -> Dict:
     chirp = Chirp(os.path.dirname(os.path.abspath(outbox)), dict(os.environ))
     files = output_files(job, placement.workspace)
     moved, size = chirp.put(placement.workspace, job.workspace, files, job.id)
+    for original, updated in in_place_files(job, placement):  # writable binds' sources, where they are
+        more = chirp.put(placement.copies[original], os.path.dirname(original), updated, job.id)
+        moved, size = moved + more[0], size + more[1]
     return {"method": "chirp ({})".format(chirp.method), "notes": chirp.notes, "files": moved, "bytes": size}
 
 

@@ -1,16 +1,20 @@
 # The htcondor transfer mode, worker half: HTCondor's file transfer put what the step needs in the
-# job's scratch directory (job.staged says where: directories as .tar, files as they are); each
-# is bound at its original absolute path, and the declared outputs go back as one outputs.tar
-# (the submit half, scailfin_exec/transfers/htcondor.py, moves them into place). Standard library
+# job's scratch directory (job.staged says where; job.archives which are directories sent as one
+# archive each, files arrive as they are); each
+# is bound at its original absolute path, and the declared outputs go back as one outputs.tar, and
+# each one updated in place outside the workspace as one in-place-N.tar (the submit half,
+# scailfin_exec/transfers/htcondor.py, moves them into place). Standard library
 # only (worker side).
 
 import os
+import tarfile
 from typing import Dict, List
 
 from ..jobspec import Job, inside
-from . import Placement, StagingError, output_files, placed, tar
+from . import Placement, StagingError, in_place_files, output_files, placed, tar
 
 OUTPUTS_TAR = "outputs.tar"
+IN_PLACE_TAR = "in-place-{}.tar"  # the job's outputs outside its workspace, numbered as updated_in_place()
 
 
 def stage_in(job: Job, scratch: str, environ) -> Placement:
@@ -19,7 +23,16 @@ def stage_in(job: Job, scratch: str, environ) -> Placement:
 
 def stage_out(job: Job, placement: Placement, outbox: str) -> Dict:
     output_files(job, placement.workspace)  # refuses a link leaving the workspace
-    return pack_outputs(job, placement.workspace, os.path.join(outbox, OUTPUTS_TAR))
+    record = pack_outputs(job, placement.workspace, os.path.join(outbox, OUTPUTS_TAR))
+    for number, (original, files) in enumerate(in_place_files(job, placement)):
+        path = os.path.join(outbox, IN_PLACE_TAR.format(number))
+        with tarfile.open(path + ".tmp", "w", format=tarfile.PAX_FORMAT) as archive:
+            for local, relative in files:
+                archive.add(local, arcname=relative, recursive=False)
+        os.replace(path + ".tmp", path)
+        record["files"] += len(files)
+        record["bytes"] += os.path.getsize(path)
+    return record
 
 
 def discard(job: Job, placement: Placement) -> None:
@@ -49,8 +62,8 @@ def _place_transferred(job: Job, scratch: str) -> Placement:
             raise StagingError("{} was to be transferred as {} but is not in the scratch directory {}".format(
                 original, relative, scratch))
         size += os.path.getsize(local)
-        if relative.endswith(".tar"):
-            unpacked = local[:-len(".tar")]
+        if original in job.archives:  # a directory, sent as one archive (never guessed from a name)
+            unpacked = local + ".d"
             os.makedirs(unpacked, exist_ok=True)
             tar(["-xf", local, "-C", unpacked, "--no-same-owner"])
             os.unlink(local)
@@ -67,7 +80,7 @@ def pack_outputs(job: Job, workspace_here: str, tar_path: str) -> Dict:
     members = []
     for output in job.outputs:
         relative = os.path.relpath(output, job.workspace)
-        if os.path.lexists(os.path.join(workspace_here, relative)):
+        if inside(output, job.workspace) and os.path.lexists(os.path.join(workspace_here, relative)):
             members.append(relative)
     tmp = tar_path + ".tmp"
     if members:

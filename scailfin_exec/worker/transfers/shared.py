@@ -109,7 +109,7 @@ def write_back(job: Job, work: str) -> Tuple[int, int]:
     with open(work + ".manifest") as f:
         before = json.load(f)
     after = _manifest(work)
-    wanted = [os.path.relpath(o, job.workspace) for o in job.outputs]
+    wanted = [os.path.relpath(o, job.workspace) for o in job.outputs if inside(o, job.workspace)]
 
     def declared(relative):
         return any(w == "." or inside(relative, w) for w in wanted)
