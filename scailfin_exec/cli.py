@@ -67,10 +67,47 @@ def _run_job(args) -> int:
 
     with LocalScheduler(settings.run_dir, max_parallel=1, worker_python=settings.worker_python,
                         capture=False) as scheduler:
-        result = scheduler.run(job)
+        handle = scheduler.submit(job)
+        stopped = _SignalStop(lambda: scheduler.cancel(handle), f"job {job.id}")
+        try:
+            result = scheduler.wait(handle)
+        finally:
+            stopped.restore()
         print(f"scailfin-exec: {result.describe()}", file=sys.stderr)
         print(f"scailfin-exec: result record: {scheduler.run_dir}/{job.id}/job.result.json", file=sys.stderr)
+    if stopped.signal:
+        return 128 + stopped.signal
     return result.exit_code if result.exit_code is not None else 1
+
+
+class _SignalStop:
+    """Until restore(): SIGINT (Ctrl-C) and SIGTERM stop the step (stop() on a thread of its own,
+    so the signal handler returns at once), with one line and no traceback; a second one exits."""
+
+    def __init__(self, stop, what: str):
+        import signal
+
+        self.signal = 0
+        self._stop, self._what = stop, what
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+        import threading
+
+        name = signal.Signals(signum).name
+        if self.signal:
+            print(f"scailfin-exec: {name} again: exiting now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.signal = signum
+        print(f"scailfin-exec: {name}: stopping {self._what}", file=sys.stderr, flush=True)
+        threading.Thread(target=self._stop, name="stop-step", daemon=True).start()
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _serve(args) -> int:

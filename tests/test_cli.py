@@ -1,9 +1,13 @@
 # `scailfin-exec`: doctor reports the node (and the site's Slurm cluster), run-job replays a job
-# description, shim ships the zipapp.
+# description (and stops it on SIGTERM or Ctrl-C), shim ships the zipapp.
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 from scailfin_exec.job import ImageSources, Job, write_job
 
@@ -53,6 +57,46 @@ def test_run_job_replays_a_job_and_exits_with_its_code(tmp_path, workspace, imag
     assert "scailfin-exec: job replay: exit 3 (charliecloud" in out.stderr  # --runtime overrode the job's podman
     record = json.load(open(tmp_path / "run" / "replay" / "job.result.json"))
     assert record["runtime"]["name"] == "charliecloud"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_job_stopped_by_a_signal_stops_its_step_with_one_line(tmp_path, workspace, image_roots, sig):
+    token = f"scailfin-run-job-step-{os.getpid()}-{sig.name}"  # in the step's shell's command line
+    job = Job(id="long", image="alpine", argv=["sh", "-c", "sleep 300; :", token],
+              workspace=str(workspace), runtime=["charliecloud"], images=ImageSources(image_roots, None, False))
+    path = tmp_path / "job.json"
+    write_job(job, str(path))
+    proc = subprocess.Popen([EXE, "run-job", str(path), "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _running(token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _running(token), "the step never started"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, err
+        assert f"scailfin-exec: {sig.name}: stopping job long\n" in err and "Traceback" not in err
+        assert not _running(token)  # the step, its shell and its runtime are gone
+    finally:
+        for pid in _running(token):  # the test failed: leave nothing behind
+            os.kill(int(pid), signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _running(token: str) -> list[str]:
+    """The processes whose command line holds token."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if token.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def test_run_job_with_a_bad_job_file_says_why(tmp_path):

@@ -12,14 +12,11 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import os
-import re
 import math
+import os
 import shutil
 import tempfile
-import threading
 
 from cwltool.command_line_tool import CommandLineTool
 from cwltool.errors import UnsupportedRequirement
@@ -27,9 +24,9 @@ from cwltool.job import CommandLineJob, ContainerCommandLineJob
 from cwltool.process import stage_files
 
 from ..config import Settings
-from ..job import Bind, ImageSources, Job, Resources
-from ..report.watch import RunWatch
-from ..schedulers import Scheduler, SchedulerError, make_scheduler
+from ..job import Bind, Job, Resources
+from ..run import Run
+from ..schedulers import Scheduler
 from ..worker.jobspec import inside
 
 _logger = logging.getLogger("cwltool")
@@ -39,56 +36,32 @@ _WAITER = ["/bin/sh", "-c", 'read code < "$0" && exit "$code"']
 
 
 class CWLBackend:
-    """One workflow run's link to a scheduler: settings, the scheduler, and job naming."""
+    """One workflow run's link to cwltool: the Run its steps go through, the FIFOs their exit
+    codes travel by, and the job class bound to it."""
 
     def __init__(self, settings: Settings, scheduler: Scheduler | None = None, workflow: str = "cwl"):
-        self.settings = settings
+        self.run = Run(settings, name=workflow, scheduler=scheduler)
+        self.settings = self.run.settings
         self.workflow = workflow
-        self._scheduler = scheduler
-        self._watch = None
-        self._closed = False
-        self.closed_scheduler: Scheduler | None = None
-        self._lock = threading.Lock()
-        self._close_lock = threading.Lock()
-        self._counter = itertools.count(1)
         self.fifo_dir = tempfile.mkdtemp(prefix="scailfin-cwl-")
         self.job_class = type("ScailfinJob", (ScailfinJob,), {"backend": self})
 
     @property
     def scheduler(self) -> Scheduler:
-        with self._lock:
-            if self._closed:
-                raise SchedulerError("this workflow run has ended: no more jobs are submitted")
-            if self._scheduler is None:
-                self._scheduler = make_scheduler(self.settings, batch_name=self.workflow)
-                self._watch = RunWatch(self._scheduler, self.settings)
-            return self._scheduler
+        return self.run.scheduler
 
     @property
     def capacity(self) -> int:
-        return self.scheduler.capacity
+        return self.run.capacity
 
-    def job_id(self, name: str) -> str:
-        """The step's job name: unique in this run, and beside the jobs an earlier run left in the
-        same --run-dir (whose directories are kept)."""
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80].strip("._-") or "step"
-        run_dir = self.settings.run_dir
-        while True:
-            candidate = f"{stem}-{next(self._counter)}"
-            if not run_dir or not os.path.lexists(os.path.join(run_dir, candidate)):
-                return candidate
+    @property
+    def closed_scheduler(self) -> Scheduler | None:
+        return self.run.closed_scheduler
 
     def close(self) -> None:
-        """Cancel what is still running and release the scheduler; later calls wait for the first."""
-        with self._close_lock:
-            with self._lock:
-                scheduler, self._closed, self._scheduler = self._scheduler, True, None
-            if scheduler is not None:
-                scheduler.close()
-                if self._watch is not None:
-                    self._watch.finish()  # the last trace rows and progress, the report
-                self.closed_scheduler = scheduler
-            shutil.rmtree(self.fifo_dir, ignore_errors=True)
+        """Cancel what is still running and release the scheduler (the run's close)."""
+        self.run.close()
+        shutil.rmtree(self.fifo_dir, ignore_errors=True)
 
 
 class ScailfinCommandLineTool(CommandLineTool):
@@ -218,7 +191,7 @@ class ScailfinJob(CommandLineJob):
 
     def _execute(self, runtime, env, runtimeContext, monitor_function=None) -> None:
         walltime, self.timelimit = self.timelimit, None  # the shim enforces it, on the worker
-        job_id = self.backend.job_id(self.name)
+        job_id = self.backend.run.job_id(self.name)
         fifo = os.path.join(self.backend.fifo_dir, job_id + ".exit-code")
         os.mkfifo(fifo, 0o600)
         # Held open (not inherited) until the waiter has ended: if this process dies, the
@@ -279,15 +252,11 @@ class ScailfinJob(CommandLineJob):
         return result.exit_code
 
     def _describe(self, job_id: str, image: str, walltime) -> Job:
-        settings = self.backend.settings
         resources = self.builder.resources
         stdin = self.pathmapper.reversemap(self.stdin)[1] if self.stdin else None
         binds, inputs = self._binds()
-        return Job(
-            id=job_id,
-            image=image,
-            argv=self._revealed([str(a) for a in self.command_line]),
-            workspace=self.outdir,
+        return self.backend.run.job(
+            job_id, image, self._revealed([str(a) for a in self.command_line]), self.outdir,
             workdir=self.builder.outdir,
             stdin=stdin,
             stdout=os.path.join(self.base_path_logs, self.stdout) if self.stdout else None,
@@ -303,12 +272,8 @@ class ScailfinJob(CommandLineJob):
                 gpus=math.ceil(resources.get("cudaDeviceCount", 0)),
                 walltime_s=walltime if walltime else None,
             ),
-            transfer=settings.transfer,
-            runtime=settings.runtime,
-            runtime_options=settings.runtime_options,
             network=bool(self.networkaccess),
             entrypoint=True,  # docker semantics, as cwltool's own Docker and Podman jobs
-            images=ImageSources(settings.image_roots, settings.image_cache, settings.pull),
             labels={"workflow": self.backend.workflow, "step": self.name},
             secrets=sorted(self.secret_store.secrets.values()) if self.secret_store is not None else [],
         )

@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..job import Job, JobError, Result
-from ..schedulers import JobHandle, Scheduler, SchedulerError, private_directory, scheduler_class
+from ..run import Run
+from ..schedulers import JobHandle, Scheduler, SchedulerError, private_directory
 from . import mapping
 from .store import TERMINAL, Row, Store
 
@@ -48,9 +49,13 @@ class Tracked:
 
 @dataclass
 class Group:
-    """One scheduler and the jobs it follows."""
-    scheduler: Scheduler
+    """One run (its scheduler, its run directory, its trace and progress) and the jobs it follows."""
+    run: Run
     last_active: float = field(default_factory=time.monotonic)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.run.scheduler
 
 
 class Controller:
@@ -148,7 +153,7 @@ class Controller:
                 self._refresh(t)
         for group in groups:
             try:
-                group.scheduler.detach()
+                group.run.detach()
             except SchedulerError as e:
                 log.warning("%s", e)
         self.store.close()
@@ -160,15 +165,18 @@ class Controller:
         """The scheduler for jobs placed so (made on first use), under self._lock."""
         group = self._groups.get(placement)
         if group is None:
-            group = self._groups[placement] = Group(self._open(placement))
+            run = self._open(placement)
+            run.scheduler  # made now: a schedd that cannot be reached refuses the job
+            group = self._groups[placement] = Group(run)
         return group
 
-    def _open(self, placement: str) -> Scheduler:
+    def _open(self, placement: str) -> Run:
         where = json.loads(placement)
         name = where["scheduler"]
         settings = copy.copy(self.settings)
         key = hashlib.sha256(placement.encode()).hexdigest()[:16]
         settings.run_dir = os.path.join(self.state_dir, "runs", f"{name}-{key}")
+        settings.report = settings.trace = None  # each run's trace is RUN_DIR/trace.tsv; a report is asked for afterwards
         settings.schedulers = dict(self.settings.schedulers)
         options = settings.of(name)
         if name == "htcondor":
@@ -176,7 +184,7 @@ class Controller:
                                                             requirements=where["requirements"])
         elif name == "slurm":
             settings.schedulers[name] = dataclasses.replace(options, partition=where["partition"])
-        return scheduler_class(name).from_settings(settings, f"reana-{where.get('workflow_uuid', 'jobs')}")
+        return Run(settings, name=f"reana-{where.get('workflow_uuid', 'jobs')}")
 
     def _refresh(self, tracked: Tracked) -> Row:
         """The job's row, brought up to date from its scheduler (and stored when it changed)."""
@@ -222,12 +230,13 @@ class Controller:
             busy = {t.scheduler for t in self._tracked.values() if t.handle is not None and not t.row.terminal}
             idle = [k for k, g in self._groups.items() if g.scheduler not in busy and g.scheduler.name != "local"
                     and now - g.last_active > IDLE_CLOSE_S]
-            closing = [self._groups.pop(k).scheduler for k in idle]
+            closing = [self._groups.pop(k) for k in idle]
+            schedulers = [group.scheduler for group in closing]
             for t in self._tracked.values():
-                if t.scheduler in closing:
+                if t.scheduler in schedulers:
                     t.scheduler = t.handle = None
-        for scheduler in closing:
-            scheduler.close()
+        for group in closing:
+            group.run.close()
 
     def _resume(self) -> None:
         """Take over the jobs an earlier service accepted and did not see end."""

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from ..job import Bind, ImageSources, Job, JobError, Resources, validated
+from ..run import job_fields
 from ..schedulers import SCHEDULERS, scheduler_class
 from ..worker.jobspec import inside, normalise
 
@@ -70,13 +71,16 @@ def accept(body, job_id: str, settings, workspace_roots: list[str]) -> Accepted:
     unpacked = bool(body.get("unpacked_img"))
     image = _image(body["docker_img"].strip(), settings.image_roots)
     roots = ([CVMFS_UNPACKED] if unpacked else []) + list(settings.image_roots)
+    taken = scheduler_class(placement.scheduler).transfers
+    if settings.transfer not in taken:
+        raise RequestError(f"compute_backend {body.get('compute_backend') or 'kubernetes'!r}: the "
+                           f"{placement.scheduler} scheduler cannot use this service's transfer mode "
+                           f"{settings.transfer!r} (it takes {', '.join(taken)})")
     job = Job(
         id=job_id, image=image, argv=["/bin/sh", "-c", command(body.get("cmd", ""))],
         workspace=workspace, binds=[Bind("/cvmfs", "/cvmfs", False, on_worker=True)] if _wants_cvmfs(body) else [],
         env=_environment(body.get("env_vars", {})), resources=_resources(body),
-        transfer=settings.transfer if settings.transfer in scheduler_class(placement.scheduler).transfers else "shared",
-        runtime=settings.runtime, runtime_options=settings.runtime_options,
-        images=ImageSources(roots, settings.image_cache, settings.pull and not unpacked),
+        **{**job_fields(settings), "images": ImageSources(roots, settings.image_cache, settings.pull and not unpacked)},
         labels={"workflow": body["workflow_uuid"], "step": body["job_name"]},
     )
     try:

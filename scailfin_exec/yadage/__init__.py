@@ -23,9 +23,9 @@ from packtivity.syncbackends import acquire_job_env, finalize_inputs, finalize_o
 from packtivity import datamodel as _datamodel
 
 from ..config import ConfigError, Settings, settings_from_options
-from ..job import Bind, ImageSources, Job, Resources, Result, read_result
-from ..report.watch import RunWatch
-from ..schedulers import Scheduler, make_scheduler
+from ..job import Bind, Job, Resources, Result, read_result
+from ..run import Run
+from ..schedulers import Scheduler
 from . import packtivityfix
 
 log = logging.getLogger(__name__)
@@ -73,22 +73,20 @@ class Backend:
         except ConfigError as e:
             raise RuntimeError(f"scailfin-exec yadage backend: {e}") from None
         self.pack_config = packconfig()
-        self._scheduler: Scheduler | None = None
-        self._watch: RunWatch | None = None
+        self.run = Run(self.settings, name="yadage")
         self._handles = {}  # job id -> scheduler handle (this process's submissions)
         self._results: dict[str, Result] = {}
         self._lock = threading.Lock()
-        self._run = uuid.uuid4().hex[:8]
-        self._counter = 0
+        self._run = uuid.uuid4().hex[:8]  # in job ids: a resumed run's jobs are not an earlier process's
+        self._exit_registered = False
 
     @property
     def scheduler(self) -> Scheduler:
         with self._lock:
-            if self._scheduler is None:
-                self._scheduler = make_scheduler(self.settings, batch_name="yadage")
-                self._watch = RunWatch(self._scheduler, self.settings)
+            if not self._exit_registered:
                 atexit.register(self.close)  # an interrupted yadage-run leaves no job behind
-            return self._scheduler
+                self._exit_registered = True
+        return self.run.scheduler
 
     # -- packtivity's interface ----------------------------------------------------------------
 
@@ -138,9 +136,7 @@ class Backend:
         if not job_spec or environment.get("environment_type") != "docker-encapsulated":
             raise RuntimeError(f"step {proxy.step}: scailfin-exec runs docker-encapsulated steps, not "
                                f"{(environment or {}).get('environment_type')!r}")
-        with self._lock:
-            self._counter += 1
-            job_id = f"{_safe(proxy.step)}-{self._run}-{self._counter}"
+        job_id = self.run.job_id(f"{proxy.step[:70]}-{self._run}")
         job = self._describe(job_id, proxy.step, job_spec, environment, state)
         handle = self.scheduler.submit(job)
         proxy.job_id, proxy.result_file = job_id, handle.result_file
@@ -169,7 +165,6 @@ class Backend:
         return result
 
     def _describe(self, job_id: str, step: str, job_spec: dict, environment: dict, state) -> Job:
-        settings = self.settings
         workspace = os.path.abspath(state.readwrite[0])
         for directory in list(state.readwrite) + list(state.readonly):  # as docker would create them
             os.makedirs(directory, exist_ok=True)
@@ -198,36 +193,22 @@ class Backend:
                             step, json.dumps(resource))
         image = environment["image"]
         tag = environment.get("imagetag") or "latest"
-        return Job(
-            id=job_id,
-            image=image if "@" in image else f"{image}:{tag}",
-            argv=argv,
+        return self.run.job(
+            job_id, image if "@" in image else f"{image}:{tag}", argv, workspace,
             script=script,
-            workspace=workspace,
             workdir=environment.get("workdir") or workspace,
             binds=binds,
             env={str(k): str(v) for k, v in (environment.get("env") or {}).items()},
             outputs=[workspace],
             resources=Resources(),
-            transfer=settings.transfer,
-            runtime=settings.runtime,
-            runtime_options=settings.runtime_options,
-            images=ImageSources(settings.image_roots, settings.image_cache, settings.pull),
             labels={"workflow": "yadage", "step": step},
         )
 
     def close(self) -> None:
-        with self._lock:
-            scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.close()
-            self._watch.finish()  # the last trace rows and progress, the report
+        self.run.close()
 
 
 def _ended_by_itself(result: Result) -> bool:
     """A record of a step that ended on its own (not stopped by an interruption)."""
     return result.record is not None and result.record.stopped != "signal"
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name)[:80].strip("._-") or "step"

@@ -142,7 +142,9 @@ def test_bad_fields_are_refused_with_the_field_named(root, fields, message):
         accept(body(root, **fields), "i", settings(), [root])
 
 
-def test_a_transfer_the_scheduler_cannot_use_falls_back_to_shared(root):
+def test_a_transfer_the_scheduler_cannot_use_is_refused_not_downgraded(root):
     conf = settings(scheduler="htcondor", transfer="chirp")
     assert accept(body(root), "i", conf, [root]).job.transfer == "chirp"
-    assert accept(body(root, compute_backend="local"), "i", conf, [root]).job.transfer == "shared"
+    with pytest.raises(RequestError, match="compute_backend 'local': the local scheduler cannot use this service's "
+                                           "transfer mode 'chirp' \\(it takes shared\\)"):
+        accept(body(root, compute_backend="local"), "i", conf, [root])

@@ -18,7 +18,7 @@ from ...job import Job, Result, read_result
 from ...shipping import build_shim
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
-from . import submit
+from . import arrays, submit
 from .settings import SlurmSettings
 
 TOOLS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
@@ -115,7 +115,7 @@ class SlurmScheduler(Scheduler):
         self.shim = build_shim(self.run_dir)
         self._cond = threading.Condition()
         self._closing = False
-        self._arrays = 0
+        self._arrays = arrays.next_number(self.run_dir)
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "slurm-submit")
         self._follower = threading.Thread(target=self._follow, name="slurm-follow", daemon=True)
         self._follower.start()
@@ -164,6 +164,10 @@ class SlurmScheduler(Scheduler):
         array = answer.split(";")[0]
         if not array.isdigit():
             raise SchedulerError(f"sbatch answered {answer!r}, not a job id")
+        try:
+            arrays.note(self.run_dir, array, stem)
+        except OSError as e:  # the jobs are submitted: they stay so (only a takeover would miss them)
+            print(f"scailfin-exec: slurm: cannot note array {array} in {self.run_dir}: {e}", file=sys.stderr)
         with self._cond:
             for task, handle in enumerate(handles):
                 handle.native.array, handle.native.task, handle.native.state = array, task, "queued"
@@ -304,6 +308,46 @@ class SlurmScheduler(Scheduler):
             self._complete(handle, Result(handle.job.id, None, error="cancelled"))
         elif not handle.native.done.is_set():
             run([self.tools["scancel"], handle.native.id], f"scancel of {handle.native.id}", check=False)
+
+    def adopt(self, jobs: list[tuple[Job, str | None]]) -> list[JobHandle | None]:
+        """Jobs of this run an earlier process submitted, found as array tasks by RUN_DIR/arrays.jsonl,
+        or by the run's comment in the queue (an array sent just before that process stopped, not
+        noted yet); the queue and each job's result record then tell what became of it. A job
+        never sent, with no record, is None (the caller submits it again)."""
+        found = arrays.noted(self.run_dir)
+        mine = f"scailfin-run-{self.run_id}"
+        queue = run([self.tools["squeue"], "--noheader", "--format=%F|%k|%o"], "reading the queue").stdout
+        for line in queue.splitlines():
+            array, comment, command = (line.strip().split("|") + ["", ""])[:3]
+            if comment == mine and command.endswith(".sh") and os.path.dirname(command) == self.run_dir:
+                found.update({k: v for k, v in arrays.tasks(self.run_dir, array, command[:-3]).items() if k not in found})
+        handles = []
+        for job, _ in jobs:
+            handle = self._handle(job)
+            handle.submitted = os.path.getmtime(handle.job_file) if os.path.exists(handle.job_file) else handle.submitted
+            if job.id in found:
+                array, task, stem = found[job.id]
+                handle.native = SlurmJob(array, task, stem, state="queued")
+            elif os.path.exists(handle.result_file):  # it ran and ended, though no array says so
+                handle.native = SlurmJob()
+                self._complete(handle, self._collect(handle, None))
+            else:
+                self._handles.remove(handle)
+                handles.append(None)
+                continue
+            handles.append(handle)
+        with self._cond:
+            self._cond.notify_all()
+        return handles
+
+    def detach(self) -> None:
+        """Stop submitting and following; the run's jobs stay queued or running (adopt() finds them).
+        Jobs still waiting to be sent are not sent: adopt() says so of them."""
+        self._batcher.close()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._follower.join(timeout=5)
 
     def close(self) -> None:
         """Cancel every job of this run still queued or running (one scancel), stop following."""

@@ -1,0 +1,130 @@
+# One workflow run, whoever drives it (scailfin-cwl, the yadage backend, `scailfin-exec serve`, a
+# user's own Python): its settings and the one place they become each Job's fields, its scheduler
+# (made when the first job comes), unique job ids in its run directory, the watch that writes the
+# trace, progress and report, cancellation and close. Embedding scailfin-exec is making a Run.
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import threading
+from typing import Any
+
+from .config import Settings
+from .job import ImageSources, Job, Result
+from .report.watch import RunWatch
+from .schedulers import JobHandle, Scheduler, SchedulerError, make_scheduler
+
+
+class Run:
+    """A run of jobs through one scheduler.
+
+        with Run(Settings(runtime=["podman"])) as run:
+            result = run.run(run.job("hello", "docker.io/library/alpine", ["echo", "hi"], workspace="/data/ws"))
+
+    settings: config.Settings (load_settings() reads them from a config file, the environment and
+    options; Settings() are the defaults). name: the workflow's name (HTCondor's JobBatchName).
+    scheduler: one already made, to use instead of the settings' (the Run closes it all the same).
+    watch: whether to write the trace, progress and report (RunWatch) while the run goes on."""
+
+    def __init__(self, settings: Settings | None = None, name: str = "scailfin", scheduler: Scheduler | None = None,
+                 watch: bool = True):
+        self.settings = (settings or Settings()).validate()
+        self.name = name
+        self._scheduler = scheduler
+        self._watch: RunWatch | None = None
+        self._wants_watch = watch
+        self._closed = False
+        self.closed_scheduler: Scheduler | None = None  # the scheduler once the run is closed (its run_dir)
+        self._lock = threading.Lock()
+        self._ending = threading.Lock()
+        self._counter = itertools.count(1)
+        self._ids: set[str] = set()
+        if scheduler is not None and watch:
+            self._watch = RunWatch(scheduler, self.settings)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The run's scheduler, made from the settings on first use."""
+        with self._lock:
+            if self._closed:
+                raise SchedulerError("this run has ended: no more jobs are submitted")
+            if self._scheduler is None:
+                self._scheduler = make_scheduler(self.settings, batch_name=self.name)
+                if self._wants_watch:
+                    self._watch = RunWatch(self._scheduler, self.settings)
+            return self._scheduler
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs the scheduler runs at once (engines size their parallelism on it)."""
+        return self.scheduler.capacity
+
+    def job(self, id: str, image: str, argv: list[str], workspace: str, **fields: Any) -> Job:
+        """A job description with this run's settings (transfer mode, runtime preference and options,
+        where images come from); fields given here (any of Job's) win."""
+        defaults = {**job_fields(self.settings), "labels": {"workflow": self.name}}
+        return Job(id=id, image=image, argv=argv, workspace=workspace, **{**defaults, **fields})
+
+    def job_id(self, name: str) -> str:
+        """A job id made from a step's name: unique in this run, and beside the jobs an earlier run
+        left in the same run directory (whose directories are kept)."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80].strip("._-") or "step"
+        run_dir = self.settings.run_dir
+        with self._lock:
+            while True:
+                candidate = f"{stem}-{next(self._counter)}"
+                if candidate not in self._ids and not (run_dir and os.path.lexists(os.path.join(run_dir, candidate))):
+                    self._ids.add(candidate)
+                    return candidate
+
+    def submit(self, job: Job) -> JobHandle:
+        return self.scheduler.submit(job)
+
+    def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
+        return self.scheduler.wait(handle, timeout)
+
+    def poll(self, handle: JobHandle) -> Result | None:
+        return self.scheduler.poll(handle)
+
+    def run(self, job: Job) -> Result:
+        """Submit the job and wait for its result."""
+        return self.wait(self.submit(job))
+
+    def close(self) -> None:
+        """Cancel what is still running, release the scheduler, and write the last trace rows,
+        progress and the report. A second call (from another thread: Ctrl-C) waits for the first."""
+        self._end(lambda scheduler: scheduler.close())
+
+    def detach(self) -> None:
+        """Stop following the jobs without stopping them (a later Run on the same run directory,
+        through its scheduler's adopt(), finds them again)."""
+        self._end(lambda scheduler: scheduler.detach())
+
+    def _end(self, how) -> None:
+        with self._ending:
+            with self._lock:
+                scheduler, self._closed, self._scheduler = self._scheduler, True, None
+                watch, self._watch = self._watch, None
+            if scheduler is None:
+                return
+            try:
+                how(scheduler)
+            finally:
+                if watch is not None:
+                    watch.finish()  # the last trace rows and progress, the report
+                self.closed_scheduler = scheduler
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def job_fields(settings: Settings) -> dict[str, Any]:
+    """The fields of every Job that the settings decide: the transfer mode, the runtime preference
+    and options, and where images come from."""
+    return {"transfer": settings.transfer, "runtime": settings.runtime, "runtime_options": settings.runtime_options,
+            "images": ImageSources(settings.image_roots, settings.image_cache, settings.pull)}
