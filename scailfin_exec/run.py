@@ -1,11 +1,13 @@
 # One workflow run, whoever drives it (scailfin-cwl, the yadage backend, `scailfin-exec serve`, a
 # user's own Python): its settings and the one place they become each Job's fields, its scheduler
-# (made when the first job comes), unique job ids in its run directory, the watch that writes the
-# trace, progress and report, cancellation and close. Embedding scailfin-exec is making a Run.
+# (made when the first job comes), unique job ids in its run directory, image tags pinned to digests
+# once per run, the watch that writes the trace, progress and report, cancellation and close.
+# Embedding scailfin-exec is making a Run.
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import threading
@@ -13,6 +15,7 @@ from typing import Any
 
 from .config import Settings
 from .job import ImageSources, Job, Result
+from .pinning import Pins
 from .report.watch import RunWatch
 from .schedulers import JobHandle, Scheduler, SchedulerError, make_scheduler
 
@@ -26,11 +29,13 @@ class Run:
     settings: config.Settings (load_settings() reads them from a config file, the environment and
     options; Settings() are the defaults). name: the workflow's name (HTCondor's JobBatchName).
     scheduler: one already made, to use instead of the settings' (the Run closes it all the same).
-    watch: whether to write the trace, progress and report (RunWatch) while the run goes on."""
+    watch: whether to write the trace, progress and report (RunWatch) while the run goes on.
+    log: where the run says what it decided for all its jobs (an image pinned, or why not)."""
 
     def __init__(self, settings: Settings | None = None, name: str = "scailfin", scheduler: Scheduler | None = None,
-                 watch: bool = True):
+                 watch: bool = True, log: logging.Logger | None = None):
         self.settings = (settings or Settings()).validate()
+        self.pins = Pins(log or logging.getLogger("scailfin_exec"))
         self.name = name
         self._scheduler = scheduler
         self._watch: RunWatch | None = None
@@ -80,7 +85,9 @@ class Run:
                     return candidate
 
     def submit(self, job: Job) -> JobHandle:
-        return self.scheduler.submit(job)
+        """Hand the job to the scheduler, its image pinned to the digest its tag had when this run
+        first asked (pinning.py)."""
+        return self.scheduler.submit(job._replace(image=self.pins.pin(job.image, job.images)))
 
     def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
         return self.scheduler.wait(handle, timeout)

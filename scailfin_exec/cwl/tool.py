@@ -40,7 +40,7 @@ class CWLBackend:
     codes travel by, and the job class bound to it."""
 
     def __init__(self, settings: Settings, scheduler: Scheduler | None = None, workflow: str = "cwl"):
-        self.run = Run(settings, name=workflow, scheduler=scheduler)
+        self.run = Run(settings, name=workflow, scheduler=scheduler, log=_logger)
         self.settings = self.run.settings
         self.workflow = workflow
         self.fifo_dir = tempfile.mkdtemp(prefix="scailfin-cwl-")
@@ -225,8 +225,9 @@ class ScailfinJob(CommandLineJob):
         try:
             job = self._describe(job_id, image, walltime)
             scheduler = self.backend.scheduler
-            handle = scheduler.submit(job)
-            _logger.info("[job %s] submitted to the %s scheduler as %s (%s)", self.name, scheduler.name, job.id, image)
+            handle = self.backend.run.submit(job)
+            _logger.info("[job %s] submitted to the %s scheduler as %s (%s)", self.name, scheduler.name, job.id,
+                         handle.job.image)
             result = scheduler.wait(handle)
             code = self._report(result, scheduler.name)
         except Exception as e:  # noqa: BLE001  (reported to cwltool as the step's failure)

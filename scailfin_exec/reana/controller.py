@@ -89,7 +89,7 @@ class Controller:
                       Row.job_json(accepted.job), accepted.docker_img, accepted.cmd, accepted.cvmfs_mounts)
             self.store.add(row)  # first: a job the scheduler has is never one the store forgot
             try:
-                handle = group.scheduler.submit(accepted.job)
+                handle = group.run.submit(accepted.job)
             except (SchedulerError, JobError) as e:
                 self.store.delete(job_id)
                 raise mapping.RequestError(str(e)) from None
@@ -184,7 +184,7 @@ class Controller:
                                                             requirements=where["requirements"])
         elif name == "slurm":
             settings.schedulers[name] = dataclasses.replace(options, partition=where["partition"])
-        return Run(settings, name=f"reana-{where.get('workflow_uuid', 'jobs')}")
+        return Run(settings, name=f"reana-{where.get('workflow_uuid', 'jobs')}", log=log)
 
     def _refresh(self, tracked: Tracked) -> Row:
         """The job's row, brought up to date from its scheduler (and stored when it changed)."""

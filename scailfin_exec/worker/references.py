@@ -51,14 +51,25 @@ class ImageRef(NamedTuple):
         return text
 
     def tree_candidates(self, root: str) -> List[str]:
-        """Where an unpacked tree rooted at root keeps this image (without a file suffix)."""
-        leaf = self.repository + (":" + self.tag if self.tag else "") + ("@" + self.digest if self.digest else "")
-        return [os.path.join(root, reg, leaf) for reg in _TREE_REGISTRY.get(self.registry, (self.registry,))]
+        """Where an unpacked tree rooted at root keeps this image (without a file suffix): a
+        reference pinned to a digest (repository:tag@digest) by its digest first, then by its tag."""
+        if self.tag and self.digest:
+            leaves = [self.repository + "@" + self.digest, self.repository + ":" + self.tag]
+        else:
+            leaves = [self.repository + (":" + self.tag if self.tag else "") + ("@" + self.digest if self.digest else "")]
+        return [os.path.join(root, reg, leaf) for leaf in leaves for reg in _TREE_REGISTRY.get(self.registry,
+                                                                                              (self.registry,))]
+
+    @property
+    def pinned(self) -> "ImageRef":
+        """What a pull asks for: the digest alone when there is one (the tag is only its name)."""
+        return self._replace(tag=None) if self.digest else self
 
     @property
     def cache_name(self) -> str:
-        # the naming cwl-utils uses for CWL_SINGULARITY_CACHE, so such a cache can be shared
-        return str(self).replace("_", "___").replace("/", "_s_")
+        # the naming cwl-utils uses for CWL_SINGULARITY_CACHE, so such a cache can be shared; a
+        # pinned image by its digest alone (one entry whatever tags name it)
+        return str(self.pinned).replace("_", "___").replace("/", "_s_")
 
     @property
     def shifter_name(self) -> str:

@@ -73,7 +73,7 @@ class Backend:
         except ConfigError as e:
             raise RuntimeError(f"scailfin-exec yadage backend: {e}") from None
         self.pack_config = packconfig()
-        self.run = Run(self.settings, name="yadage")
+        self.run = Run(self.settings, name="yadage", log=log)
         self._handles = {}  # job id -> scheduler handle (this process's submissions)
         self._results: dict[str, Result] = {}
         self._lock = threading.Lock()
@@ -138,10 +138,12 @@ class Backend:
                                f"{(environment or {}).get('environment_type')!r}")
         job_id = self.run.job_id(f"{proxy.step[:70]}-{self._run}")
         job = self._describe(job_id, proxy.step, job_spec, environment, state)
-        handle = self.scheduler.submit(job)
+        self.scheduler  # (registers the close at exit)
+        handle = self.run.submit(job)
         proxy.job_id, proxy.result_file = job_id, handle.result_file
         self._handles[job_id] = handle
-        log.info("step %s submitted to the %s scheduler as %s (%s)", proxy.step, self.scheduler.name, job_id, job.image)
+        log.info("step %s submitted to the %s scheduler as %s (%s)", proxy.step, self.scheduler.name, job_id,
+                 handle.job.image)
 
     def _result(self, proxy: Proxy) -> Result | None:
         if proxy.job_id in self._results:

@@ -84,9 +84,10 @@ class CharliecloudRuntime(ContainerRuntime):
         def pull(tmp):
             # ch-image locks its whole storage directory: serialise every use of it
             with images.locked(storage + ".lock", images.LOCK_TIMEOUT):
-                images.checked(procs.run([os.path.join(bindir, "ch-image"), "-s", storage, "pull", str(ref)],
-                                         timeout=images.PULL_TIMEOUT), "ch-image pull " + str(ref))
-                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-s", storage, "-i", "ch-image", str(ref), tmp],
+                images.checked(procs.run([os.path.join(bindir, "ch-image"), "-s", storage, "pull", str(ref.pinned)],
+                                         timeout=images.PULL_TIMEOUT), "ch-image pull " + str(ref.pinned))
+                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-s", storage, "-i", "ch-image",
+                                          str(ref.pinned), tmp],
                                          timeout=images.PULL_TIMEOUT), "ch-convert {} to a directory".format(ref))
         made = images.prepare_cached(final, pull)
         return ResolvedImage(str(ref), "dir", final, ("pulled {} into {}" if made else "cached directory {1} (pulled by another job)").format(ref, final))

@@ -43,15 +43,18 @@ class PodmanRuntime(ContainerRuntime):
         """Podman and Docker keep images in their own storage: unpacked trees are imported into it."""
         name = os.path.basename(exe)
         base = [exe] + list(options)
+        # the engine's name for the image: a pinned one by its digest (as pulled); one imported
+        # from an unpacked tree by its tag (an import cannot carry a digest)
+        known, imported = str(ref.pinned), str(ref._replace(digest=None) if ref.tag else ref)
         # asking the engine costs ~0.1 s; its image index file changes whenever an image comes or goes
         index = _storage_index(name, options, environ)
         seen = os.path.join(cache, "present", "{}-{}-{}".format(name, os.getuid(), ref.cache_name))
         if index is not None and _read(seen) == str(os.stat(index).st_mtime_ns):
-            return ResolvedImage(str(ref), "ref", str(ref), "{} storage".format(name))
-        if procs.run(base + ["image", "inspect", "--format", "{{.Id}}", str(ref)], timeout=60).returncode == 0:
+            return ResolvedImage(str(ref), "ref", known, "{} storage".format(name))
+        if procs.run(base + ["image", "inspect", "--format", "{{.Id}}", known], timeout=60).returncode == 0:
             if index is not None:
                 _write(seen, str(os.stat(index).st_mtime_ns))
-            return ResolvedImage(str(ref), "ref", str(ref), "{} storage".format(name))
+            return ResolvedImage(str(ref), "ref", known, "{} storage".format(name))
         tried.append("not in {}'s storage".format(name))
         source = found.get("dir") or found.get("archive")
         if source is not None:
@@ -60,23 +63,23 @@ class PodmanRuntime(ContainerRuntime):
 
             def produce(tmp):
                 if os.path.isdir(source):
-                    out = _import_tree(base, source, str(ref))
+                    out = _import_tree(base, source, imported)
                 else:
-                    out = procs.run(base + ["import", "-q", source, str(ref)], timeout=images.PULL_TIMEOUT)
+                    out = procs.run(base + ["import", "-q", source, imported], timeout=images.PULL_TIMEOUT)
                 images.checked(out, "{} import {}".format(name, source))
                 with open(tmp, "w") as f:
                     f.write(source + "\n")
             if os.path.exists(marker):
                 os.unlink(marker)  # the storage lost it since: import again
             images.prepare_cached(marker, produce)
-            return ResolvedImage(str(ref), "ref", str(ref), "imported {} into {} storage".format(source, name))
+            return ResolvedImage(str(ref), "ref", imported, "imported {} into {} storage".format(source, name))
         if not sources.pull:
             return None
-        out = procs.run(base + ["pull", "-q", str(ref)], timeout=images.PULL_TIMEOUT)
+        out = procs.run(base + ["pull", "-q", known], timeout=images.PULL_TIMEOUT)
         if out.returncode != 0:
             tried.append("{} pull failed: {}".format(name, out.tail(1)))
             return None
-        return ResolvedImage(str(ref), "ref", str(ref), "pulled into {} storage".format(name))
+        return ResolvedImage(str(ref), "ref", known, "pulled {} into {} storage".format(known, name))
 
     def _cleanup(self, exe, spec):
         return [exe] + list(spec.options) + ["rm", "--force", "--ignore", "--time", "0", spec.name]

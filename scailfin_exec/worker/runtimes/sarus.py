@@ -28,7 +28,7 @@ class SarusRuntime(ContainerRuntime):
         tried.append("not in Sarus's local images")
         if not sources.pull:
             return None
-        images.checked(procs.run([exe, "pull", str(ref)], timeout=images.PULL_TIMEOUT), "sarus pull " + str(ref))
+        images.checked(procs.run([exe, "pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT), "sarus pull " + str(ref.pinned))
         return ResolvedImage(str(ref), "ref", str(ref), "pulled by Sarus")
 
     def command(self, exe, version, spec, environ):
