@@ -135,3 +135,24 @@ def test_apptainer_on_the_pool_pulls_a_pinned_image_once_for_a_scatter(stand_in,
     blobs = [line for line in requests("anonymous.log", repository, "blobs") if "skopeo" not in line]  # the nodes'
     assert blobs and len({line.split("/blobs/")[1].split()[0] for line in blobs}) == len(blobs)  # each blob once
     shutil.rmtree(ws)
+
+
+@pytest.mark.parametrize("scheduler", ["local", "htcondor"])
+def test_charliecloud_pulls_a_pinned_image_from_the_registry_over_tls(stand_in, tmp_path, scheduler, pool):
+    """Locally ch-image runs with this project's environment first on PATH (as for anyone who
+    activated it: its #!/usr/bin/env python3 found the project's Python, without Charliecloud's
+    modules); on the pool's nodes it must trust the site's CA, which only the system store has."""
+    assert any(os.path.isfile(os.path.join(os.path.dirname(d), "pyvenv.cfg")) for d in os.environ["PATH"].split(":")[:3])
+    repository = f"test/ch-{uuid.uuid4().hex[:8]}"
+    tagged = f"{REGISTRY}/{repository}:v1"
+    digest = push(stand_in, tagged, tmp_path, {"etc/which": "from the registry\n"})
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    settings = Settings(scheduler=scheduler, transfer="htcondor" if scheduler == "htcondor" else "shared",
+                        runtime=["charliecloud"], pull=True, run_dir=str(tmp_path / "run"))
+    with Run(settings, name="ch-pull") as run:
+        result = run.run(run.job("pull-1", tagged, ["sh", "-c", "cat /etc/which > which.txt"], str(ws)))
+    assert result.ok, f"{result.describe()}\n{result.stderr_tail(10)}"
+    assert result.record.runtime.name == "charliecloud" and result.image == f"{tagged}@{digest}"
+    assert result.record.image.how.startswith(f"pulled {tagged}@{digest}")
+    assert (ws / "which.txt").read_text() == "from the registry\n"

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
-from typing import List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 
 class Output(NamedTuple):
@@ -22,6 +22,15 @@ class Output(NamedTuple):
         return " | ".join(self.text.splitlines()[-lines:])
 
 
+_DEFAULT_ENV = None  # type: Optional[Dict[str, str]]
+
+
+def default_environment(environ: Optional[Dict[str, str]]) -> None:
+    """The environment run() gives a tool when the caller names none (the shim's, cleaned)."""
+    global _DEFAULT_ENV
+    _DEFAULT_ENV = dict(environ) if environ is not None else None
+
+
 def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=None, cwd: Optional[str] = None) -> Output:
     """Run argv; a missing program or a timeout is reported as a failed Output, never raised."""
     try:
@@ -31,7 +40,7 @@ def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             timeout=timeout,
-            env=env,
+            env=env if env is not None else _DEFAULT_ENV,
             cwd=cwd,
             universal_newlines=True,
             errors="replace",
@@ -41,6 +50,21 @@ def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=
     except OSError as e:
         return Output(127, "", "{}: {}".format(argv[0], e.strerror or e))
     return Output(proc.returncode, proc.stdout, proc.stderr)
+
+
+PYTHON_VARIABLES = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE", "CONDA_PREFIX")
+
+
+def without_python_environment(environ) -> Dict[str, str]:
+    """environ for the tools the shim runs (runtimes, their image tools, transfer tools): without a
+    Python environment that is the shim's own or the user's (a virtualenv's bin/ on PATH, its
+    variables). Tools written in Python start with `#!/usr/bin/env python3` (Charliecloud's ch-image)
+    and must get the system's Python with its modules, not the project's."""
+    kept = [d for d in environ.get("PATH", "").split(os.pathsep)
+            if d and not os.path.isfile(os.path.join(os.path.dirname(d.rstrip("/")) or "/", "pyvenv.cfg"))]
+    cleaned = {k: v for k, v in environ.items() if k not in PYTHON_VARIABLES}
+    cleaned["PATH"] = os.pathsep.join(kept) or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return cleaned
 
 
 def state_dir(environ, *parts: str) -> str:

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from . import images, keeper, results, transfers
+from . import images, keeper, procs, results, transfers
 from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTERNAL, EXIT_NO_RUNTIME,  # noqa: F401
                       EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
                       result_path_for)
@@ -58,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    environ = dict(os.environ)
-    # batch jobs often start without PATH: runtimes want one (ch-run warns into the step's stderr)
-    environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    # batch jobs often start without PATH: runtimes want one (ch-run warns into the step's stderr);
+    # and no tool the shim starts runs under a Python environment's interpreter (procs)
+    environ = procs.without_python_environment(os.environ)
+    procs.default_environment(environ)
     if args.doctor:
         lines = doctor(environ)
         print("\n".join(lines))

@@ -81,16 +81,29 @@ class CharliecloudRuntime(ContainerRuntime):
         bindir = os.path.dirname(exe)
         storage = os.path.join(cache, "ch-image")
 
+        # ch-image is Python (requests): it trusts certifi's bundle unless told, not the system store
+        # that a site adds its registry's CA to; ch-convert (0.31) knows the storage only from the
+        # environment; --no-cache: no git build cache (it needs a git identity the job may lack)
+        env = dict(procs.without_python_environment(environ), CH_IMAGE_STORAGE=storage)
+        bundle = next((b for b in CA_BUNDLES if os.path.isfile(b)), None)
+        if bundle and "REQUESTS_CA_BUNDLE" not in env:
+            env["REQUESTS_CA_BUNDLE"] = bundle
+
         def pull(tmp):
             # ch-image locks its whole storage directory: serialise every use of it
             with images.locked(storage + ".lock", images.LOCK_TIMEOUT):
-                images.checked(procs.run([os.path.join(bindir, "ch-image"), "-s", storage, "pull", str(ref.pinned)],
-                                         timeout=images.PULL_TIMEOUT), "ch-image pull " + str(ref.pinned))
-                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-s", storage, "-i", "ch-image",
-                                          str(ref.pinned), tmp],
+                images.checked(procs.run([os.path.join(bindir, "ch-image"), "--no-cache", "-s", storage, "pull",
+                                          str(ref.pinned)], timeout=images.PULL_TIMEOUT, env=env),
+                               "ch-image pull " + str(ref.pinned))
+                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-i", "ch-image", str(ref.pinned), tmp],
+                                         env=env,
                                          timeout=images.PULL_TIMEOUT), "ch-convert {} to a directory".format(ref))
         made = images.prepare_cached(final, pull)
         return ResolvedImage(str(ref), "dir", final, ("pulled {} into {}" if made else "cached directory {1} (pulled by another job)").format(ref, final))
+
+
+# the system's CA bundle (Debian, Fedora), where a site's own CA is added
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
 def _with_user(environ) -> Dict[str, str]:
