@@ -19,7 +19,6 @@ import threading
 from .worker.jobspec import ImageSources
 from .worker.references import ReferenceError, parse_reference
 
-log = logging.getLogger("scailfin_exec")
 INSPECT_TIMEOUT_S = 60
 
 
@@ -27,8 +26,8 @@ class Pins:
     """The digests of one run's images, each asked for once (concurrent jobs of one image wait for
     the first to ask)."""
 
-    def __init__(self, log: logging.Logger = log, skopeo: str | None = None):
-        self.log = log
+    def __init__(self, log: logging.Logger | None = None, skopeo: str | None = None):
+        self.log = log or logging.getLogger("scailfin_exec")
         self.skopeo = skopeo or shutil.which("skopeo")
         self._lock = threading.Lock()
         self._pins: dict[str, str] = {}  # image as named -> as pinned (itself when it could not be)
@@ -56,8 +55,8 @@ class Pins:
         if ref.digest or any(os.path.exists(base) for root in sources.roots for base in ref.tree_candidates(root)):
             return image
         if self.skopeo is None:
-            self.log.warning("image %s: not pinned to a digest here (no skopeo on this host's PATH): each node pins "
-                        "it at its first pull", image)
+            self.log.warning("image %s: not pinned to a digest here (no skopeo on this host's PATH): each node "
+                             "pins it at its first pull", image)
             return image
         try:  # the manifest as the registry serves it: its digest is the sha256 of these very bytes
             out = subprocess.run([self.skopeo, "inspect", "--raw", f"docker://{ref}"], capture_output=True,

@@ -35,7 +35,7 @@ class Run:
     def __init__(self, settings: Settings | None = None, name: str = "scailfin", scheduler: Scheduler | None = None,
                  watch: bool = True, log: logging.Logger | None = None):
         self.settings = (settings or Settings()).validate()
-        self.pins = Pins(log or logging.getLogger("scailfin_exec"))
+        self.pins = Pins(log)
         self.name = name
         self._scheduler = scheduler
         self._watch: RunWatch | None = None

@@ -82,11 +82,15 @@ class Backend:
 
     @property
     def scheduler(self) -> Scheduler:
+        self._close_at_exit()
+        return self.run.scheduler
+
+    def _close_at_exit(self) -> None:
+        """Once: an interrupted yadage-run leaves no job of the run behind."""
         with self._lock:
             if not self._exit_registered:
-                atexit.register(self.close)  # an interrupted yadage-run leaves no job behind
+                atexit.register(self.close)
                 self._exit_registered = True
-        return self.run.scheduler
 
     # -- packtivity's interface ----------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class Backend:
                                f"{(environment or {}).get('environment_type')!r}")
         job_id = self.run.job_id(f"{proxy.step[:70]}-{self._run}")
         job = self._describe(job_id, proxy.step, job_spec, environment, state)
-        self.scheduler  # (registers the close at exit)
+        self._close_at_exit()
         handle = self.run.submit(job)
         proxy.job_id, proxy.result_file = job_id, handle.result_file
         self._handles[job_id] = handle
