@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
+import threading
 
 from . import __version__
 from .config import ConfigError, add_arguments, add_group_arguments, load_settings, setting_names
@@ -85,16 +87,11 @@ class _SignalStop:
     so the signal handler returns at once), with one line and no traceback; a second one exits."""
 
     def __init__(self, stop, what: str):
-        import signal
-
         self.signal = 0
         self._stop, self._what = stop, what
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame) -> None:
-        import signal
-        import threading
-
         name = signal.Signals(signum).name
         if self.signal:
             print(f"scailfin-exec: {name} again: exiting now", file=sys.stderr, flush=True)
@@ -104,8 +101,6 @@ class _SignalStop:
         threading.Thread(target=self._stop, name="stop-step", daemon=True).start()
 
     def restore(self) -> None:
-        import signal
-
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

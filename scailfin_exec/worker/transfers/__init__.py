@@ -180,15 +180,23 @@ def output_files(job: Job, workspace_here: str) -> List[Tuple[str, str]]:
         start = os.path.join(workspace_here, os.path.relpath(output, job.workspace))
         if not os.path.lexists(start):
             continue
-        if os.path.isdir(start) and not os.path.islink(start):
-            for directory, dirs, names in os.walk(start):
-                if directory != workspace_here:
-                    add(directory)
-                for name in sorted(names) + [d for d in sorted(dirs) if os.path.islink(os.path.join(directory, d))]:
-                    add(os.path.join(directory, name))
-        else:
-            add(start)
+        for path in tree(start):
+            if path != workspace_here:
+                add(path)
     return sorted(set(found), key=lambda pair: pair[1])
+
+
+def tree(start: str) -> List[str]:
+    """start and, if it is a directory, every directory, file and link under it (links are not
+    followed: a link to a directory is an entry, not a tree)."""
+    if not os.path.isdir(start) or os.path.islink(start):
+        return [start]
+    found = []
+    for directory, dirs, names in os.walk(start):
+        found.append(directory)
+        found += [os.path.join(directory, n) for n in sorted(names) + [d for d in sorted(dirs)
+                                                                       if os.path.islink(os.path.join(directory, d))]]
+    return found
 
 
 def in_place_files(job: Job, placement: Placement) -> List[Tuple[str, List[Tuple[str, str]]]]:
@@ -202,15 +210,13 @@ def in_place_files(job: Job, placement: Placement) -> List[Tuple[str, List[Tuple
         if local is None or local == original or not os.path.lexists(local):
             continue  # bound where it is (shared mode): updated there already
         name, files = os.path.basename(original), []
-        for directory, dirs, names in os.walk(local) if os.path.isdir(local) else [(local, [], [])]:
-            for path in [directory] + [os.path.join(directory, n) for n in sorted(names) +
-                                       [d for d in sorted(dirs) if os.path.islink(os.path.join(directory, d))]]:
-                target = escaping_link(path, local, original)
-                if target is not None:
-                    raise StagingError("{} is a symbolic link leaving {} (to {}): refused".format(
-                        original + path[len(local):], original, target))
-                files.append((path, name + path[len(local):]))
-        found.append((original, sorted(set(files), key=lambda pair: pair[1])))
+        for path in tree(local):
+            target = escaping_link(path, local, original)
+            if target is not None:
+                raise StagingError("{} is a symbolic link leaving {} (to {}): refused".format(
+                    original + path[len(local):], original, target))
+            files.append((path, name + path[len(local):]))
+        found.append((original, sorted(files, key=lambda pair: pair[1])))
     return found
 
 
