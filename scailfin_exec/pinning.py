@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 
+from .worker.images import tree_copies
 from .worker.jobspec import ImageSources
 from .worker.references import ReferenceError, parse_reference
 
@@ -52,7 +53,7 @@ class Pins:
             ref = parse_reference(image)
         except ReferenceError:
             return image  # the job's validation says why
-        if ref.digest or any(os.path.exists(base) for root in sources.roots for base in ref.tree_candidates(root)):
+        if ref.digest or tree_copies(ref, sources.roots):
             return image
         if self.skopeo is None:
             self.log.warning("image %s: not pinned to a digest here (no skopeo on this host's PATH): each node "
@@ -71,6 +72,28 @@ class Pins:
         digest = "sha256:" + hashlib.sha256(out.stdout).hexdigest()
         self.log.info("image %s: pinned to %s for this run", ref, digest)
         return str(ref._replace(digest=digest))
+
+    def identity(self, image: str, sources: ImageSources) -> list:
+        """What a step's key takes for its image: the digest this run pins it to; for a copy in
+        the image roots, which files or directories those are and when they last changed (a tree
+        is not hashed: it is a whole system); else its name alone."""
+        if os.path.isabs(image):
+            return [image, *_changed(image)]
+        try:
+            ref = parse_reference(self.pin(image, sources))
+        except ReferenceError:
+            return [image]
+        if ref.digest:
+            return [ref.digest]
+        return [image] + [[kind, path, *_changed(path)] for kind, path in sorted(tree_copies(ref, sources.roots).items())]
+
+
+def _changed(path: str) -> list:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _said(stderr: bytes, default: str) -> str:

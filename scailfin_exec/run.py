@@ -89,6 +89,17 @@ class Run:
         first asked (pinning.py)."""
         return self.scheduler.submit(job._replace(image=self.pins.pin(job.image, job.images)))
 
+    def image_identity(self, image: str) -> list:
+        """What a step's key (resume.py) takes for image in this run: its digest once pinned."""
+        return self.pins.identity(image, job_fields(self.settings)["images"])
+
+    def cached(self, name: str, origin: str) -> None:
+        """A step of this run was taken from the cache (from origin): it shows as cached in the
+        trace, the progress and the report."""
+        self.scheduler  # noqa: B018  (made, so that the run has its run directory and its watch)
+        if self._watch is not None:
+            self._watch.cached(name, origin)
+
     def wait(self, handle: JobHandle, timeout: float | None = None) -> Result:
         return self.scheduler.wait(handle, timeout)
 

@@ -202,6 +202,7 @@ def scailfin_cwl(image_roots, tmp_path):
                 *map(str, args)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd or tmp_path, timeout=timeout)
         proc.output = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+        proc.run_dir = run_dir
         return proc
     return run
 

@@ -2,17 +2,21 @@
 # anonymous registry and one behind basic auth), pinned by digest once per run: a tag moved in the
 # middle of a run changes nothing for that run and everything for the next; one manifest request
 # per image per run (the registry's access log counts them); Podman through the local scheduler
-# and Apptainer on the pool pull the pinned image; a private image needs the user's login file.
+# and Apptainer on the pool pull the pinned image; a private image needs the user's login file; a
+# step cached by scailfin-cwl --cachedir reruns once its tag has moved.
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import uuid
 
 import pytest
 
 from scailfin_exec import Run, Settings
+from scailfin_exec.report.trace import read_trace
 
 from .conftest import REPO  # noqa: F401  (the suite's conftest: the site fixtures)
 
@@ -156,3 +160,39 @@ def test_charliecloud_pulls_a_pinned_image_from_the_registry_over_tls(stand_in, 
     assert result.record.runtime.name == "charliecloud" and result.image == f"{tagged}@{digest}"
     assert result.record.image.how.startswith(f"pulled {tagged}@{digest}")
     assert (ws / "which.txt").read_text() == "from the registry\n"
+
+
+def test_a_cached_step_reruns_when_its_tag_has_moved_and_not_before(stand_in, tmp_path, podman_forgets):
+    """scailfin-cwl --cachedir keys a step by the digest its image's tag pins to (tests/cwl/test_cache.py)."""
+    repository = f"test/cache-{uuid.uuid4().hex[:8]}"
+    tagged = f"{REGISTRY}/{repository}:v1"
+    workflow = tmp_path / "which.cwl"
+    workflow.write_text(f"""cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement: {{dockerPull: "{tagged}"}}
+inputs: []
+baseCommand: [cat, /etc/which]
+stdout: which.txt
+outputs:
+  which: {{type: stdout}}
+""")
+    exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+
+    def run(n):
+        run_dir = tmp_path / f"run-{n}"
+        proc = subprocess.run([exe, "--runtime", "podman", "--cachedir", tmp_path / "cache", "--run-dir", run_dir,
+                               "--outdir", tmp_path / f"out-{n}", workflow], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        [row] = read_trace(run_dir / "trace.tsv")
+        return row["state"], open(json.loads(proc.stdout)["which"]["path"]).read()
+
+    first = push(stand_in, tagged, tmp_path, {"etc/which": "first\n"})
+    podman_forgets += [f"{REGISTRY}/{repository}@{first}"]
+    assert run(1) == ("done", "first\n")
+    assert run(2) == ("cached", "first\n")
+    second = push(stand_in, tagged, tmp_path, {"etc/which": "second\n"})
+    podman_forgets += [f"{REGISTRY}/{repository}@{second}"]
+    assert run(3) == ("done", "second\n")
+    assert run(4) == ("cached", "second\n")

@@ -28,6 +28,7 @@ from ..job import Bind, Job, Resources
 from ..run import Run
 from ..schedulers import Scheduler
 from ..worker.jobspec import inside
+from . import cache
 
 _logger = logging.getLogger("cwltool")
 CUDA_REQUIREMENT = "http://commonwl.org/cwltool#CUDARequirement"
@@ -70,6 +71,11 @@ class ScailfinCommandLineTool(CommandLineTool):
     backend: CWLBackend  # set on the per-backend subclass
 
     def job(self, job_order, output_callbacks, runtimeContext):
+        if runtimeContext.cachedir and cache.reuse_enabled(self):
+            return cache.cached_job(self, job_order, output_callbacks, runtimeContext, self._job)
+        return self._job(job_order, output_callbacks, runtimeContext)
+
+    def _job(self, job_order, output_callbacks, runtimeContext):
         # Make the container layout the host layout: create the step's directories first and
         # tell cwltool to use those very paths inside the container too.
         rc = runtimeContext.copy()
@@ -191,7 +197,7 @@ class ScailfinJob(CommandLineJob):
 
     def _execute(self, runtime, env, runtimeContext, monitor_function=None) -> None:
         walltime, self.timelimit = self.timelimit, None  # the shim enforces it, on the worker
-        job_id = self.backend.run.job_id(self.name)
+        job_id = self.job_id = self.backend.run.job_id(self.name)
         fifo = os.path.join(self.backend.fifo_dir, job_id + ".exit-code")
         os.mkfifo(fifo, 0o600)
         # Held open (not inherited) until the waiter has ended: if this process dies, the

@@ -104,7 +104,8 @@ def _table(steps: list[Step]):
             "run": [round(s.phases.get("run", 0.0), 3) for s in steps],
             "exit_code": ["" if s.exit_code is None else str(s.exit_code) for s in steps],
             "runtime": [s.runtime for s in steps], "host": [s.host for s in steps],
-            "restarts": [s.restarts for s in steps], "reason": [s.reason for s in steps]}
+            "restarts": [s.restarts for s in steps],
+            "reason": [s.reason or (f"cached: from {s.cached_from}" if s.cached_from else "") for s in steps]}
     seconds = NumberFormatter(format="0.00")
     columns = [TableColumn(field="name", title="step"), TableColumn(field="job_id", title="job"),
                TableColumn(field="state", title="state", width=70),

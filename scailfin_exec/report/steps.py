@@ -1,6 +1,7 @@
 # One row per step of a run, for the trace file, the report and the progress line: what the
 # scheduler interface says (submitted, its own id, restarts) joined with the shim's result record
-# (phases, runtime, host, bytes staged). Built from a live run (a handle and its Result) or, after
+# (phases, runtime, host, bytes staged), or a step taken from the cache of an earlier run (its
+# trace row). Built from a live run (a handle and its Result) or, after
 # the fact, from a run directory alone (job.json or jobs.jsonl, job.result.json, trace.tsv).
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Step:
     name: str
     job_id: str
     scheduler_id: str = ""
-    state: str = "queued"  # queued, running, done, failed, cancelled
+    state: str = "queued"  # queued, running, done, failed, cancelled, cached (taken from an earlier run)
     exit_code: int | None = None
     submitted: float = 0.0  # seconds since the epoch
     started: float | None = None
@@ -40,6 +41,7 @@ class Step:
     reason: str = ""  # for a failure: one line
     stderr_tail: str = ""
     command: str = ""
+    cached_from: str = ""  # for a cached step: the run it came from
 
 
 def submitted_at(job_file: str) -> float:
@@ -111,7 +113,8 @@ def steps_of_run(run_dir: str, states: dict | None = None) -> list[Step]:
     step (its scheduler id, restarts) is added."""
     from .trace import read_trace
 
-    known = {row["job_id"]: row for row in read_trace(os.path.join(run_dir, "trace.tsv"))}
+    rows = read_trace(os.path.join(run_dir, "trace.tsv"))
+    known = {row["job_id"]: row for row in rows if row["job_id"]}
     jobs = job_records(run_dir)  # job id -> (submitted, job)
     for name in sorted(os.listdir(run_dir)):
         job_file = os.path.join(run_dir, name, "job.json")
@@ -134,7 +137,16 @@ def steps_of_run(run_dir: str, states: dict | None = None) -> list[Step]:
             step.state = row["state"]  # the scheduler's verdict (a hold, a lost output) stands
             step.reason = row.get("reason", "")
         steps.append(step)
-    return steps
+    return steps + [_cached(row) for row in rows if row.get("state") == "cached"]
+
+
+def _cached(row: dict) -> Step:
+    """A step taken from the cache, as its trace row says."""
+    from .trace import parse_iso
+
+    when = parse_iso(row.get("ended", "")) or 0.0
+    return Step(name=row["name"], job_id="", state="cached", exit_code=0, submitted=when, ended=when,
+                cached_from=row.get("cached_from", ""))
 
 
 def to_json(steps: list[Step]) -> str:

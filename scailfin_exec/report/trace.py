@@ -1,7 +1,8 @@
 # The trace file (--trace FILE, and RUN_DIR/trace.tsv always): one tab-separated row per step,
 # written and flushed as each step ends, so a run that crashes still leaves the rows of what
 # finished (Nextflow's trace file, for our steps). Times are UTC, ISO 8601 with milliseconds;
-# durations in seconds.
+# durations in seconds. A step taken from the cache of an earlier run (--cachedir) is a row in
+# state `cached`, with the run it came from.
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .steps import PHASES, Step
 
 COLUMNS = ("name", "job_id", "scheduler_id", "state", "exit_code", "submitted", "started", "ended",
            *(f"{phase}_s" for phase in PHASES), "cpu_s", "peak_memory_mb", "bytes_in", "bytes_out", "runtime",
-           "image", "host", "slot", "restarts", "error")
+           "image", "host", "slot", "restarts", "error", "cached_from")
 
 
 def iso(t: float | None) -> str:
@@ -41,7 +42,7 @@ def row(step: Step) -> list[str]:
     values = [step.name, step.job_id, step.scheduler_id, step.state, step.exit_code, iso(step.submitted),
               iso(step.started), iso(step.ended), *(step.phases.get(p) for p in PHASES), step.cpu_seconds,
               step.peak_memory_mb, step.bytes_in, step.bytes_out, step.runtime, step.image, step.host,
-              step.slot, step.restarts, step.reason]
+              step.slot, step.restarts, step.reason, step.cached_from]
     return [_cell(v) for v in values]
 
 

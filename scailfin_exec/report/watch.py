@@ -28,7 +28,7 @@ class RunWatch:
         self._known = 0  # how many of the scheduler's handles (a list it only appends to) are seen
         self._open: list = []  # the handles seen that have not ended
         self._ended: dict[str, Step] = {}
-        self._counts = {"done": 0, "failed": 0, "running": 0, "queued": 0}
+        self._counts = {"done": 0, "cached": 0, "failed": 0, "running": 0, "queued": 0}
         self._started = time.monotonic()
         self._last_line = ("", 0.0)
         self._bar = None
@@ -72,10 +72,18 @@ class RunWatch:
         self._open = still
         self._counts["running"], self._counts["queued"] = running, len(still) - running
 
+    def cached(self, name: str, origin: str) -> None:
+        """A step taken from the cache of finished steps: a trace row, and counted apart."""
+        now = time.time()
+        step = Step(name=name, job_id="", state="cached", exit_code=0, submitted=now, ended=now, cached_from=origin)
+        self.trace.write(step)
+        self._counts["cached"] += 1
+
     def summary(self) -> str:
         c = self._counts
         total = sum(c.values())
-        return (f"{c['done']} done, {c['failed']} failed, {c['running']} running, {c['queued']} queued "
+        cached = f"{c['cached']} cached, " if c["cached"] else ""
+        return (f"{c['done']} done, {cached}{c['failed']} failed, {c['running']} running, {c['queued']} queued "
                 f"({total} step{'' if total == 1 else 's'}, {time.monotonic() - self._started:.0f} s)")
 
     def _show(self, final: bool = False) -> None:
@@ -84,7 +92,7 @@ class RunWatch:
         c = self._counts
         if self._bar is not None:
             self._bar.total = sum(c.values())
-            self._bar.n = c["done"] + c["failed"]
+            self._bar.n = c["done"] + c["cached"] + c["failed"]
             self._bar.set_postfix_str(f"{c['failed']} failed, {c['running']} running, {c['queued']} queued",
                                       refresh=False)
             self._bar.refresh()

@@ -9,7 +9,7 @@ import glob
 import os
 import shutil
 import time
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 from . import procs
 from .jobspec import ImageSources
@@ -107,6 +107,23 @@ def _unpack_archive(archive: str) -> Callable[[str], None]:
 
 # -- resolution: the trees here, the rest in each runtime ---------------------------------------
 
+def tree_copies(ref, roots: List[str], tried: Optional[List[str]] = None) -> Dict[str, str]:
+    """The copies of ref that the image roots hold, kind (dir, sif, archive) -> path, the first
+    root first; each root without one is named in tried."""
+    found = {}  # type: Dict[str, str]
+    for root in roots:
+        here = {}
+        for base in ref.tree_candidates(root):
+            for kind, path in (("dir", base), ("sif", base + ".sif")) + tuple(("archive", base + s) for s in ARCHIVE_SUFFIXES):
+                if os.path.isdir(path) if kind == "dir" else os.path.isfile(path):
+                    here.setdefault(kind, path)
+        if not here and tried is not None:
+            tried.append("not in {} ({})".format(root, ref.tree_candidates(root)[0]))
+        for kind, path in here.items():
+            found.setdefault(kind, path)
+    return found
+
+
 def resolve(runtime, exe: str, image: str, sources: ImageSources, environ, options: List[str] = ()) -> ResolvedImage:
     """Find or prepare `image` in a form `runtime` (an adapter, its program found at exe) can run;
     ImageError if none."""
@@ -118,17 +135,7 @@ def resolve(runtime, exe: str, image: str, sources: ImageSources, environ, optio
         raise ImageError(str(e))
     cache = sources.cache or default_cache(environ)
     tried = []  # type: List[str]
-    found = {}  # kind -> path, first match in the trees
-    for root in sources.roots:
-        here = {}
-        for base in ref.tree_candidates(root):
-            for kind, path in (("dir", base), ("sif", base + ".sif")) + tuple(("archive", base + s) for s in ARCHIVE_SUFFIXES):
-                if os.path.isdir(path) if kind == "dir" else os.path.isfile(path):
-                    here.setdefault(kind, path)
-        if not here:
-            tried.append("not in {} ({})".format(root, ref.tree_candidates(root)[0]))
-        for kind, path in here.items():
-            found.setdefault(kind, path)
+    found = tree_copies(ref, sources.roots, tried)
     result = runtime.resolve(ref, exe, found, cache, sources, tried, options, environ)
     if result is not None:
         return result

@@ -1,7 +1,8 @@
 # scailfin-cwl --scheduler htcondor on the test site: the examples with Apptainer and with
 # Charliecloud preferred on the worker, each with HTCondor's file transfer and with a shared
-# file system; the whole CWL conformance suite through HTCondor's file transfer; and the faults a pool brings (missing image,
-# held job, eviction, Ctrl-C, no schedd), all against the real pool.
+# file system; the whole CWL conformance suite through HTCondor's file transfer; --cachedir through
+# each transfer mode, and a run resumed after its jobs were removed; and the faults a pool brings
+# (missing image, held job, eviction, Ctrl-C, no schedd), all against the real pool.
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ import htcondor2
 import pytest
 
 from ..conftest import REPO, jobs_in_queue, result_records, wait_until_no_slot_is_claimed
+from .test_cache import interrupt_then_resume, jobs_submitted
+from .test_cache import states as cache_states
 from .test_conformance import check_whole_suite, run_suite_in_process
 from .test_examples import EXAMPLES, check_decay_scatter, check_inventory, check_wordcount, example
 
@@ -188,3 +191,39 @@ def test_a_stopped_schedd_fails_the_run_before_anything_is_submitted(scailfin_cw
                 break
             except Exception:  # noqa: BLE001  (coming back up)
                 time.sleep(0.5)
+
+
+@pytest.mark.parametrize("transfer", ["htcondor", "shared", "chirp"])
+def test_a_second_run_through_the_pool_takes_every_step_from_the_cache_whichever_scheduler_ran_it(
+        scailfin_cwl, area, tmp_path, transfer):
+    root, transfer = area
+    cache = f"{root}/cache"  # for transfer shared, on the shared file system: the step's outdir is its entry
+    shutil.copytree(os.path.join(EXAMPLES, "wordcount"), f"{root}/wordcount")
+    args = ("--cachedir", cache, *example("wordcount", "wordcount.cwl", "wordcount-job.yml", root=root))
+    on_pool = ("--scheduler", "htcondor", "--transfer", transfer, "--runtime", "apptainer", "--tmpdir-prefix",
+               f"{root}/tmp/")  # the steps' outdirs are their cache entries (cwltool: no --tmp-outdir-prefix)
+    first = scailfin_cwl(*on_pool, "--outdir", tmp_path / "first", *args)
+    assert first.returncode == 0, first.stderr
+    assert cache_states(first) == {"done": ["count_words", "split_words"]}
+    again = scailfin_cwl(*on_pool, "--outdir", tmp_path / "again", *args)
+    assert again.returncode == 0, again.stderr
+    assert jobs_submitted(again) == [] and cache_states(again) == {"cached": ["count_words", "split_words"]}
+    local = scailfin_cwl("--runtime", "podman", "--outdir", tmp_path / "local", *args)
+    assert local.returncode == 0, local.stderr
+    assert jobs_submitted(local) == [] and cache_states(local) == {"cached": ["count_words", "split_words"]}
+    for name in ("words.txt", "count.txt"):
+        assert (tmp_path / "first" / name).read_text() == (tmp_path / "again" / name).read_text() \
+            == (tmp_path / "local" / name).read_text()
+
+
+def test_a_run_whose_jobs_were_removed_from_the_queue_resumes_with_only_the_steps_that_had_not_finished(
+        tmp_path, image_roots, pool):
+    name = f"resume-scatter-{os.getpid()}-{int(time.time())}"  # the batch name: this run's jobs only
+    workflow = tmp_path / f"{name}.cwl"
+    shutil.copy(os.path.join(DATA, "resume-scatter.cwl"), workflow)
+
+    def condor_rm(proc, run_dir):
+        pool.act(htcondor2.JobAction.Remove, f'JobBatchName == "{name}"', "test: condor_rm of the run's jobs")
+
+    interrupt_then_resume(tmp_path, image_roots, ["--scheduler", "htcondor", "--transfer", "htcondor", "--runtime",
+                                                  "apptainer"], condor_rm, wait_s=60, workflow=workflow)

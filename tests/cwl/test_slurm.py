@@ -2,7 +2,7 @@
 # with Charliecloud preferred on the node (transfer shared: the node sees the host's /tmp, where
 # pytest keeps every test's files), the conformance tests tagged docker, and the faults a cluster
 # brings (a failing step, a missing image, Slurm's time limit, a requeued job, Ctrl-C during a
-# scatter, slurmctld stopped), all against the real cluster.
+# scatter, slurmctld stopped), --cachedir, and a run resumed after scancel, all against the real cluster.
 import os
 import shutil
 import signal
@@ -13,6 +13,8 @@ import time
 import pytest
 
 from ..conftest import result_records, slurm_jobs
+from .test_cache import interrupt_then_resume, jobs_submitted
+from .test_cache import states as cache_states
 from .test_conformance import known_failures, run_suite
 from .test_examples import EXAMPLES, check_decay_scatter, check_inventory, check_wordcount, example
 from .test_htcondor import DATA, RUNTIMES, _run_dir
@@ -196,3 +198,27 @@ def test_a_stopped_slurmctld_fails_the_run_before_anything_is_submitted(scailfin
         assert "submitted to the slurm scheduler" not in run.stderr
     finally:
         _slurmctld(slurm, "start", "UP")
+
+
+def test_a_second_run_on_slurm_takes_every_step_from_the_cache(scailfin_cwl, slurm, tmp_path):
+    args = ("--cachedir", tmp_path / "cache", *example("wordcount", "wordcount.cwl", "wordcount-job.yml", root=tmp_path))
+    first = on_slurm(scailfin_cwl, tmp_path, "apptainer", "--outdir", tmp_path / "first", *args)
+    assert first.returncode == 0, first.stderr
+    assert cache_states(first) == {"done": ["count_words", "split_words"]}
+    again = on_slurm(scailfin_cwl, tmp_path, "apptainer", "--outdir", tmp_path / "again", *args)
+    assert again.returncode == 0, again.stderr
+    assert jobs_submitted(again) == [] and cache_states(again) == {"cached": ["count_words", "split_words"]}
+    assert not [name for name in os.listdir(again.run_dir) if name.startswith("array-")]  # no sbatch either
+    for name in ("words.txt", "count.txt"):
+        assert (tmp_path / "first" / name).read_text() == (tmp_path / "again" / name).read_text()
+
+
+def test_a_run_whose_jobs_were_scancelled_resumes_with_only_the_steps_that_had_not_finished(tmp_path, image_roots,
+                                                                                          slurm):
+    def scancel(proc, run_dir):
+        run_id = open(os.path.join(run_dir, "run-id")).read().strip()
+        jobs = slurm_jobs(run_id)
+        assert jobs, "the run has no job in the queue to cancel"
+        subprocess.run(["scancel", *{job.split("_")[0] for job in jobs}], check=True, timeout=60)
+
+    interrupt_then_resume(tmp_path, image_roots, ["--scheduler", "slurm", "--runtime", "apptainer"], scancel, wait_s=60)
