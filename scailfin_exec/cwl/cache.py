@@ -29,11 +29,24 @@ RESULT_REQUIREMENTS = ("DockerRequirement", "EnvVarRequirement", "InitialWorkDir
                        "NetworkAccess", "InplaceUpdateRequirement", "InlineJavascriptRequirement",
                        "SchemaDefRequirement", "LoadListingRequirement", "SoftwareRequirement",
                        "http://commonwl.org/cwltool#CUDARequirement")
+SECRETS = "http://commonwl.org/cwltool#Secrets"
 
 
 def reuse_enabled(tool) -> bool:
+    """Whether the step may be taken from the cache: not with WorkReuse disabled, nor with secret
+    inputs (cwltool hands the step a placeholder per run: no key would ever match, and none may
+    hold a secret)."""
     requirement, _ = tool.get_requirement("WorkReuse")
-    return bool(requirement.get("enableReuse", True)) if requirement else True
+    if requirement and not requirement.get("enableReuse", True):
+        return False
+    secrets, _ = tool.get_requirement(SECRETS)
+    if secrets:
+        if not getattr(tool, "said_uncached", False):
+            tool.said_uncached = True
+            _logger.info("[tool %s] not cached: it has secret inputs (%s)", shortname(tool.tool.get("id", "tool")),
+                         ", ".join(shortname(s) for s in secrets.get("secrets", [])))
+        return False
+    return True
 
 
 def cached_job(tool, job_order, output_callbacks, runtime_context, run_step):

@@ -71,8 +71,12 @@ class ScailfinCommandLineTool(CommandLineTool):
     backend: CWLBackend  # set on the per-backend subclass
 
     def job(self, job_order, output_callbacks, runtimeContext):
-        if runtimeContext.cachedir and cache.reuse_enabled(self):
+        if not runtimeContext.cachedir:
+            return self._job(job_order, output_callbacks, runtimeContext)
+        if cache.reuse_enabled(self):
             return cache.cached_job(self, job_order, output_callbacks, runtimeContext, self._job)
+        runtimeContext = runtimeContext.copy()
+        runtimeContext.cachedir = None  # nor cwltool's own cache (its key, see cache.py)
         return self._job(job_order, output_callbacks, runtimeContext)
 
     def _job(self, job_order, output_callbacks, runtimeContext):

@@ -2,7 +2,8 @@
 # step from the cache and submits no job, with the same outputs; the key changes with what decides a
 # step's result (an input's content, an environment variable the step gets, a requirement it
 # inherits) and with nothing else; a run interrupted in the middle of a scatter resumes with only
-# the steps that had not finished; cached steps show as such in the trace, progress and report.
+# the steps that had not finished; cached steps show as such in the trace, progress and report; a
+# step with secret inputs is never cached.
 # The same on HTCondor and Slurm: tests/cwl/test_htcondor.py, tests/cwl/test_slurm.py. A tag moved
 # in a registry: tests/test_pinning.py.
 import glob
@@ -193,3 +194,15 @@ def ctrl_c(proc, run_dir):
 
 def test_a_run_interrupted_mid_scatter_resumes_with_only_the_steps_that_had_not_finished(tmp_path, image_roots):
     interrupt_then_resume(tmp_path, image_roots, ["--runtime", "podman", "--max-parallel", "4"], ctrl_c, wait_s=40)
+
+
+def test_a_step_with_secret_inputs_runs_every_time_and_no_entry_holds_the_secret(scailfin_cwl, tmp_path):
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        run = scailfin_cwl("--runtime", "podman", "--cachedir", cache, "--outdir", tmp_path / f"o{time.monotonic_ns()}",
+                           os.path.join(DATA, "secret-step.cwl"), "--pw", "hunter2")
+        assert run.returncode == 0, run.stderr
+        assert states(run) == {"done": ["secret-step.cwl"]}
+        assert outputs(run)["o.txt"] == "a secret of 7 characters\n"
+        assert "not cached: it has secret inputs (pw)" in run.stderr
+    assert not cache.exists() or os.listdir(cache) == []
