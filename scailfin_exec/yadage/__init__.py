@@ -30,7 +30,7 @@ from . import packtivityfix
 
 log = logging.getLogger(__name__)
 __all__ = ["Backend", "Proxy"]
-packtivityfix.install()  # packtivity's state model in one pass, its jq programs compiled once
+packtivityfix.install()  # packtivity's state model in one pass, its jq programs compiled once, its cache mended
 
 
 class Proxy(PacktivityProxyBase):
@@ -129,6 +129,11 @@ class Backend:
         tail = result.stderr_tail(10)
         log.error("%s\n  last lines of its stderr:\n%s", message, "\n".join("    " + line for line in tail.splitlines()))
         return message
+
+    def step_cached(self, step: str, origin: str) -> None:
+        """yadage's checksum cache answered the step (packtivityfix.py): the run shows it as cached."""
+        self._close_at_exit()
+        self.run.cached(step, origin)
 
     # -- underneath ----------------------------------------------------------------------------
 

@@ -2,15 +2,21 @@
 # the local scheduler (Podman, Charliecloud) and on the HTCondor test site (Apptainer with
 # HTCondor's file transfer and with chirp, Charliecloud with chirp), on the Slurm cluster (Apptainer
 # and Charliecloud, shared file system), the fromenv route and Python,
-# resuming an interrupted run, read-only earlier stages, CVMFS, and a failing step's report.
+# resuming an interrupted run, yadage's checksum cache (`-c checksums`: a second run submits no job,
+# a changed input reruns only what depends on it), read-only earlier stages, CVMFS, and a failing
+# step's report.
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from scailfin_exec.job import job_records
+from scailfin_exec.report.trace import read_trace
 
 from ..conftest import REPO
 
@@ -19,8 +25,8 @@ YADAGE_RUN = os.path.join(os.path.dirname(sys.executable), "yadage-run")
 
 
 def yadage_run(workdir, example, image_roots, options=(), backend="py:scailfin_exec.yadage:Backend", env=None,
-               toplevel=None, wait=True):
-    argv = [YADAGE_RUN, "-t", toplevel or os.path.join(EXAMPLES, example), "-b", backend,
+               toplevel=None, wait=True, flags=()):
+    argv = [YADAGE_RUN, "-t", toplevel or os.path.join(EXAMPLES, example), "-b", backend, *flags,
             "-k", f"image_roots=[{os.pathsep.join(image_roots)}]", "-k", "pull=false"]
     for option in options:
         argv += ["-k", option]
@@ -214,3 +220,44 @@ def test_cvmfs_missing_on_the_worker_is_a_clear_failure(tmp_path, image_roots):
                      toplevel=os.path.join(REPO, "tests", "yadage", "data", "cvmfs"))
     assert run.returncode != 0
     assert "this step needs /cvmfs from the worker, which has none" in run.stdout + run.stderr
+
+
+def trace_states(run_dir):
+    return {row["name"]: row["state"] for row in read_trace(os.path.join(run_dir, "trace.tsv"))}
+
+
+@pytest.mark.parametrize("scheduler", ["local", "htcondor"])
+def test_yadages_checksum_cache_takes_every_step_the_second_time_and_submits_no_job(tmp_path, image_roots, scheduler,
+                                                                                    request):
+    if scheduler == "htcondor":
+        request.getfixturevalue("pool")
+    where = ["runtime=apptainer", "scheduler=htcondor", "transfer=htcondor"] if scheduler == "htcondor" \
+        else ["runtime=podman"]
+    workdir = tmp_path / "work"
+    first = yadage_run(workdir, "chain", image_roots, [*where, f"run_dir={tmp_path / 'run1'}"], flags=["-c", "checksums"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert trace_states(tmp_path / "run1") == {"generate": "done", "summarise": "done"}
+    summary = (workdir / "summarise" / "summary.json").read_text()
+    again = yadage_run(workdir, "chain", image_roots, [*where, f"run_dir={tmp_path / 'run2'}"], flags=["-c", "checksums"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert trace_states(tmp_path / "run2") == {"generate": "cached", "summarise": "cached"}
+    assert job_records(str(tmp_path / "run2")) == {} and not list((tmp_path / "run2").glob("*/job.json"))  # no job
+    assert "0 done, 2 cached, 0 failed" in again.stderr
+    assert (workdir / "summarise" / "summary.json").read_text() == summary
+
+
+def test_with_yadages_checksum_cache_a_changed_input_reruns_only_the_steps_that_depend_on_it(tmp_path, image_roots):
+    toplevel = tmp_path / "two-branches"
+    shutil.copytree(os.path.join(REPO, "tests", "yadage", "data", "two-branches"), toplevel)
+    workdir = tmp_path / "work"
+
+    def run(n):
+        done = yadage_run(workdir, None, image_roots, ["runtime=podman", f"run_dir={tmp_path / f'run{n}'}"],
+                          toplevel=str(toplevel), flags=["-c", "checksums"])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return trace_states(tmp_path / f"run{n}"), (workdir / "join" / "joined.txt").read_text()
+
+    assert run(1) == ({"left": "done", "right": "done", "join": "done"}, "left 1\nright 2\n")
+    (toplevel / "input.yml").write_text("a: 1\nb: 3\n")
+    assert run(2) == ({"left": "cached", "right": "done", "join": "done"}, "left 1\nright 3\n")
+    assert run(3) == ({"left": "cached", "right": "cached", "join": "cached"}, "left 1\nright 3\n")
