@@ -21,14 +21,19 @@ def work_dir(prefix, parent=None):
     return path
 
 
-def timed(argv, cwd, env=None):
-    """Wall seconds of one run of argv; the benchmark stops, with the command's stderr, if it fails."""
+def timed(argv, cwd, env=None, stderr_to=None):
+    """Wall seconds of one run of argv; the benchmark stops, with the command's stderr, if it fails.
+    stderr_to: a file that keeps the command's stderr."""
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - started
+    if stderr_to:
+        with open(stderr_to, "w") as f:
+            f.write(proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - started
+    return seconds
 
 
 def image_roots():

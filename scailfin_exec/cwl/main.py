@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -114,7 +115,12 @@ def _leave_run_directory(scheduler, settings, code: int) -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    # The process ends now: the collector need not walk cwltool's schemas and the workflow's
+    # objects once more on the way out (about 0.13 s of every run's end; exit handlers, closing
+    # files and threads are as always; only cycles are left to the end of the process).
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
