@@ -70,6 +70,7 @@ def test_auto_means_the_default_order():
     (["--scheduler", "pbs"], {}, "scheduler: unknown scheduler 'pbs' (known: local, htcondor, slurm)"),
     (["--scheduler", "htcondor", "--accounting-group", "g$ENV(X)"], {}, "accounting_group: 'g$ENV(X)' is not a group name"),
     (["--scheduler", "htcondor"], {"SCAILFIN_MAX_RETRIES": "-1"}, "max_retries: must be at least 0, got -1"),
+    (["--scheduler", "htcondor", "--job-lease", "5"], {}, "job_lease: must be at least 20 s"),
     ([], {"SCAILFIN_PULL": "maybe"}, "pull (from $SCAILFIN_PULL): expected yes or no, got 'maybe'"),
     ([], {"SCAILFIN_MAX_PARALLEL": "many"}, "max_parallel (from $SCAILFIN_MAX_PARALLEL)"),
     (["--image-roots", "relative/dir"], {}, "image_roots: 'relative/dir' must be an absolute path"),

@@ -26,7 +26,14 @@ class HTCondorSettings:
     max_retries: int = setting(3, "how often an evicted job, or one held for a transient reason (e.g. a failed "
                                "transfer), is run again before its step fails", env="SCAILFIN_MAX_RETRIES", metavar="N")
 
+    job_lease: int = setting(2400, "seconds a running step whose node went silent (its startd killed, its network "
+                             "gone) is waited for before it runs elsewhere; a restarted schedd must reconnect to "
+                             "its running steps within it (HTCondor's job_lease_duration, default its own: 2400)",
+                             env="SCAILFIN_JOB_LEASE", metavar="S")
+
     def validate(self) -> "HTCondorSettings":
+        if self.job_lease < 20:
+            raise ValueError(f"job_lease: must be at least 20 s (the pool's own heartbeats), got {self.job_lease}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries: must be at least 0, got {self.max_retries}")
         if self.accounting_group and not all(c.isalnum() or c in "_.-@" for c in self.accounting_group):

@@ -80,6 +80,7 @@ def description(options, batch_name: str, run_id: str, event_log: str, incoming:
         "My." + AD_BASE: "$(scailfin_base)",
         "My." + AD_OWN: "$(scailfin_own)",
         "My.WantIOProxy": "$(scailfin_io_proxy)",  # transfer: chirp reaches the submit side through it
+        "job_lease_duration": str(options.job_lease),
     }
     if options.accounting_group:
         described["accounting_group"] = options.accounting_group

@@ -1,0 +1,149 @@
+# Faults of the batch systems' own daemons, injected on the test site in the middle of a 24-way
+# scatter run by scailfin-cwl: HTCondor's schedd restarted (gracefully, and killed with SIGKILL and
+# restarted by its master), HTCondor's startd killed with SIGKILL under running steps, Slurm's
+# slurmctld restarted. The run must complete with every output whole, and say how many steps
+# the batch system ran again (the trace's restarts).
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import htcondor2
+import pytest
+
+from scailfin_exec.report.trace import read_trace
+
+from ..conftest import REPO, wait_for
+
+DATA = os.path.join(REPO, "tests", "faults", "data")
+STEPS = 24
+
+
+def site_order(order):
+    """Have the site's keeper (tests/site/start) inject a fault: a line on its FIFO."""
+    cache = os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec")
+    fifo = os.open(os.path.join(cache, "site", "slurm", "control", "slurmctld"), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fifo, order.encode() + b"\n")
+    finally:
+        os.close(fifo)
+
+
+class Scatter:
+    """scailfin-cwl running the 24-way scatter (each step `seconds` long) in the background."""
+
+    def __init__(self, tmp_path, image_roots, scheduler_args, seconds=4):
+        self.run_dir = tmp_path / "run"
+        job = tmp_path / "job.json"
+        job.write_text(json.dumps({"ids": list(range(1, STEPS + 1)), "seconds": seconds}))
+        exe = os.path.join(os.path.dirname(sys.executable), "scailfin-cwl")
+        self.proc = subprocess.Popen(
+            [exe, "--image-roots", os.pathsep.join(image_roots), "--pull", "no", "--parallel", "--run-dir",
+             self.run_dir, "--outdir", tmp_path / "out", *scheduler_args, os.path.join(DATA, "scatter24.cwl"), job],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+
+    def ended(self):
+        return read_trace(os.path.join(self.run_dir, "trace.tsv"))
+
+    def wait_until_ended(self, n, seconds=300):
+        assert wait_for(lambda: len(self.ended()) >= n or self.proc.poll() is not None, seconds), \
+            f"fewer than {n} steps ended in {seconds} s"
+        assert self.proc.poll() is None, "the run ended before the fault could be injected"
+
+    def finish(self, seconds=600):
+        try:
+            out, err = self.proc.communicate(timeout=seconds)
+        finally:
+            if self.proc.poll() is None:  # the test failed: leave no scailfin-cwl behind
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.communicate()
+        return out, err
+
+    def check_whole(self, out, err):
+        """Every step ended once in the trace, done, with its own output."""
+        assert self.proc.returncode == 0, err[-4000:]
+        said = json.loads(out)["said"]
+        assert [open(f["path"]).read() for f in said] == [f"step {i}\n" for i in range(1, STEPS + 1)]
+        rows = self.ended()
+        assert len(rows) == STEPS and {r["state"] for r in rows} == {"done"}, rows
+        return sum(int(r["restarts"] or 0) for r in rows)
+
+
+def master_ad():
+    collector = htcondor2.Collector()
+    [master] = collector.query(htcondor2.AdType.Master)
+    return collector, master
+
+
+def wait_for_schedd(collector, seconds=120):
+    def answers():
+        try:
+            htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, "localhost")).query(
+                constraint="false", projection=["ClusterId"])
+            return True
+        except Exception:  # noqa: BLE001  (coming back up)
+            return False
+    assert wait_for(answers, seconds), f"the schedd did not come back in {seconds} s"
+
+
+ON_POOL = ["--scheduler", "htcondor", "--transfer", "htcondor", "--runtime", "apptainer"]
+
+
+@pytest.mark.cell("schedd restarted mid-scatter", "htcondor (file transfer)", "survives: every step once")
+def test_a_schedd_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, pool):
+    run = Scatter(tmp_path, image_roots, ON_POOL)
+    run.wait_until_ended(4)
+    collector, master = master_ad()
+    htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOff, "SCHEDD")
+    time.sleep(3)
+    htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOn, "SCHEDD")
+    wait_for_schedd(collector)
+    out, err = run.finish()
+    assert run.check_whole(out, err) == 0  # the schedd reconnected to its running jobs
+
+
+@pytest.mark.cell("schedd killed (SIGKILL) mid-scatter, restarted by its master", "htcondor (file transfer)",
+                  "survives: every step once")
+def test_a_schedd_killed_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, pool):
+    run = Scatter(tmp_path, image_roots, ON_POOL)
+    run.wait_until_ended(4)
+    collector, _ = master_ad()
+    site_order("kill-schedd")
+    time.sleep(2)
+    wait_for_schedd(collector)
+    out, err = run.finish()
+    assert run.check_whole(out, err) == 0
+
+
+@pytest.mark.cell("startd killed (SIGKILL) under running steps", "htcondor (file transfer)",
+                  "survives: the steps rerun, outputs whole, restarts counted")
+def test_a_startd_killed_under_running_steps_they_rerun_and_the_trace_counts_it(tmp_path, image_roots, pool):
+    # the steps whose starters went with the startd are waited for as long as their job lease
+    run = Scatter(tmp_path, image_roots, ON_POOL + ["--job-lease", "30"], seconds=8)
+    run.wait_until_ended(4)
+    site_order("kill-startd")
+    out, err = run.finish()
+    assert run.check_whole(out, err) >= 1
+
+
+def _slurmctld(order, wanted):
+    site_order(order)
+    assert wait_for(lambda: wanted in subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout,
+                    60), f"slurmctld is not {wanted} after {order}"
+
+
+@pytest.mark.cell("slurmctld restarted mid-scatter", "slurm", "survives: every step once")
+def test_a_slurmctld_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, slurm):
+    run = Scatter(tmp_path, image_roots, ["--scheduler", "slurm", "--runtime", "apptainer"])
+    run.wait_until_ended(4)
+    _slurmctld("stop", "DOWN")
+    time.sleep(5)  # the run polls a controller that does not answer
+    _slurmctld("start", "UP")
+    out, err = run.finish()
+    assert run.check_whole(out, err) == 0
