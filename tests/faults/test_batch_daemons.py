@@ -2,7 +2,8 @@
 # scatter run by scailfin-cwl: HTCondor's schedd restarted (gracefully, and killed with SIGKILL and
 # restarted by its master), HTCondor's startd killed with SIGKILL under running steps, Slurm's
 # slurmctld restarted. The run must complete with every output whole, and say how many steps
-# the batch system ran again (the trace's restarts).
+# the batch system ran again (the trace's restarts). And the front end itself killed with SIGKILL:
+# its jobs go when their lease runs out, and a rerun with --cachedir runs only what had not finished.
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ import pytest
 
 from scailfin_exec.report.trace import read_trace
 
-from ..conftest import REPO, wait_for
+from ..conftest import REPO, jobs_in_queue, wait_for
+from ..cwl.test_cache import interrupt_then_resume
 
 DATA = os.path.join(REPO, "tests", "faults", "data")
 STEPS = 24
@@ -147,3 +149,27 @@ def test_a_slurmctld_restarted_mid_scatter_the_run_completes_and_no_step_runs_tw
     _slurmctld("start", "UP")
     out, err = run.finish()
     assert run.check_whole(out, err) == 0
+
+
+@pytest.mark.cell("front end killed (SIGKILL) mid-scatter", "htcondor (file transfer)",
+                  "queued jobs removed once the run's lease ran out, running ones run to their end; a rerun with "
+                  "--cachedir runs only what had not finished")
+def test_a_front_end_killed_mid_scatter_leaves_no_queued_job_after_its_lease_and_a_rerun_finishes_the_rest(
+        tmp_path, image_roots, pool):
+    lease = 20
+
+    def sigkill(proc, run_dir):
+        run_id = open(os.path.join(run_dir, "run-id")).read().strip()
+        mine = f'ScailfinRun == "{run_id}"'
+        queued = f"{mine} && JobStatus == 1"
+        assert jobs_in_queue(pool, queued), "no queued job of the run to leave behind"
+        proc.kill()
+        killed = time.monotonic()
+        # the schedd looks at periodic_remove every 5 s here (tests/site/condor_config.local)
+        assert wait_for(lambda: not jobs_in_queue(pool, queued), lease * 2 + 30), \
+            f"queued jobs of the killed run still there: {jobs_in_queue(pool, queued)}"
+        assert time.monotonic() - killed >= lease / 2  # removed by the lease, not by anything else
+        removed = [ad for ad in pool.history(mine, ["RemoveReason"], match=-1) if "RemoveReason" in ad]
+        assert removed and all("ScailfinLeaseUntil" in ad["RemoveReason"] for ad in removed)
+
+    interrupt_then_resume(tmp_path, image_roots, ON_POOL + ["--run-lease", str(lease)], sigkill, wait_s=120)

@@ -5,6 +5,8 @@
 import base64
 import json
 
+import time
+
 import classad2
 import pytest
 
@@ -38,8 +40,12 @@ def test_the_description_carries_site_policy_and_the_run_and_names_its_batch_saf
     assert described["initialdir"] == "/runs/.incoming" and described["output"] == "$(scailfin_id).stdout.log"
     assert described["transfer_output_remaps"] == '"back = $(scailfin_id).back"'
     assert described["accounting_group"] == "group_physics" and described["requirements"] == "HasSingularity"
-    assert described["periodic_remove"] == "JobStatus == 5" and described["My.Project"] == '"x"'
-    assert described["My.ScailfinRun"] == '"run-1"'
+    assert described["My.Project"] == '"x"' and described["My.ScailfinRun"] == '"run-1"'
+    # the site's periodic_remove, or the run's lease run out (lease.py) for a job not running
+    assert described["periodic_remove"] == ("(JobStatus == 5) || (JobStatus != 2 && time() > ScailfinLeaseUntil && "
+                                            "time() > EnteredCurrentStatus + 1200)")
+    assert abs(int(described["My.ScailfinLeaseUntil"]) - time.time() - 1200) <= 5
+    assert described["job_lease_duration"] == "2400"
 
 
 def a_row(j, **over):

@@ -4,7 +4,8 @@
 # jobs of itself (late materialization); one job event log per run tells us what happens to them
 # (events.py); holds become failures carrying HoldReason, or are released when transient;
 # evictions rerun up to max_retries; a batch the schedd cannot make fails with its reason; cancel
-# and close remove the run's jobs.
+# and close remove the run's jobs, and a lease this process renews (lease.py) has the schedd remove
+# its queued ones if it dies.
 # Submitting writes no file per job: the description travels in the job ad, the run's record of
 # what was submitted is one line per job in RUN_DIR/jobs.jsonl (and one per batch in
 # clusters.py's record, for adopt()), and every job starts in one shared directory (.incoming);
@@ -26,7 +27,7 @@ from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
-from . import arrival, clusters, submit
+from . import arrival, clusters, lease, submit
 from .events import EventFollower
 from .settings import HTCondorSettings
 
@@ -95,6 +96,7 @@ class HTCondorScheduler(Scheduler):
         self._ids: dict[tuple[int, int], JobHandle] = {}
         self._clusters: dict[int, list[JobHandle]] = {}  # each cluster's jobs, for its factory's events
         self._closing = self._detached = False
+        self._lease = lease.Renewal(self.schedd, self.run_id, self.options.run_lease)
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
                                        lambda: self._detached or (self._closing and not self._outstanding()),
@@ -180,6 +182,7 @@ class HTCondorScheduler(Scheduler):
                 handle.native = CondorJob(state="idle", materialized=job.id in found)
                 self._register(handle, *where)
                 handles.append(handle)
+        self._lease.start()
         self._follower.start()
         return handles
 
@@ -188,6 +191,7 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             self._closing = self._detached = True
             self._cond.notify_all()
+        self._lease.stop()
         self._batcher.close()
         self._follower.join(timeout=5)
 
@@ -235,6 +239,7 @@ class HTCondorScheduler(Scheduler):
             else:  # one job, or jobs alike in all but their ids: there are none
                 result = self.schedd.submit(self.htcondor.Submit(described), count=len(rows))
             cluster, first = result.cluster(), result.first_proc()
+            self._lease.start()
             for offset, handle in enumerate(batch):
                 handle.native.state = "idle"
                 self._register(handle, cluster, first + offset)
@@ -381,6 +386,7 @@ class HTCondorScheduler(Scheduler):
         self._follower.start()  # (a run that submitted nothing has nothing to follow: it ends at once)
         with self._cond:
             self._closing = True
+        self._lease.stop()
         for handle in self._batcher.close():
             handle.cancelled = True
             self._complete(handle, Result(handle.job.id, None, error="cancelled"))

@@ -31,7 +31,14 @@ class HTCondorSettings:
                              "its running steps within it (HTCondor's job_lease_duration, default its own: 2400)",
                              env="SCAILFIN_JOB_LEASE", metavar="S")
 
+    run_lease: int = setting(1200, "seconds a run's queued jobs outlive the process that submitted them once it "
+                             "stops renewing their lease (killed with SIGKILL, its host down): the schedd then "
+                             "removes them (running ones run to their end); a restarted `serve` must come back "
+                             "within it", env="SCAILFIN_RUN_LEASE", metavar="S")
+
     def validate(self) -> "HTCondorSettings":
+        if self.run_lease < 20:
+            raise ValueError(f"run_lease: must be at least 20 s, got {self.run_lease}")
         if self.job_lease < 20:
             raise ValueError(f"job_lease: must be at least 20 s (the pool's own heartbeats), got {self.job_lease}")
         if self.max_retries < 0:

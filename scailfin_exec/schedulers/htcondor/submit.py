@@ -13,6 +13,7 @@ from ...job import Job
 from ...worker.jobad import AD_BASE, AD_OWN, encoded
 from ...transfers import mode as transfer_mode
 from .. import SchedulerError
+from . import lease
 
 OUTBOX = "back"  # HTCondor brings this directory back: the result record and the outputs archive
 JOB_FILE = "job.json"
@@ -87,6 +88,7 @@ def description(options, batch_name: str, run_id: str, event_log: str, incoming:
     if options.requirements:
         described["requirements"] = options.requirements
     described.update(options.submit_commands)  # site policy, taken as written
+    described.update(lease.submit_commands(options.run_lease, options.submit_commands.get("periodic_remove")))
     for name, value in options.job_attributes.items():
         described["My." + name.lstrip("+")] = value
     return described
