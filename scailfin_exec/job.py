@@ -5,6 +5,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from .worker.disk import full_note, write_whole
 from .worker.jobspec import (  # noqa: F401  (re-exported: this is the job description's home)
     FORMAT_VERSION,
     Bind,
@@ -29,10 +30,7 @@ def validated(job: Job) -> Job:
 def write_job(job: Job, path: str) -> Job:
     """Validate and write a job file atomically; returns the validated job."""
     job = validated(job)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-        f.write(dumps(job))  # argv, environment and secrets: the user's alone
-    os.replace(tmp, path)
+    write_whole(path, dumps(job))  # 0600: argv, environment and secrets are the user's alone
     return job
 
 
@@ -133,5 +131,5 @@ def read_result(job_id: str, result_file: str, exit_status: int | None, **logs) 
         record = load_record(result_file)
     except RecordError as e:
         return Result(job_id, exit_status, None, error=f"no result record from the shim ({e}); exit status "
-                      f"{exit_status}", **logs)
+                      f"{exit_status}{full_note(result_file)}", **logs)
     return Result(job_id, record.exit_code, record, **logs)

@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .worker.disk import write_whole
+
 KEY_FORMAT = 1  # changes when what goes into a key changes: older entries are then missed, not misread
 SUCCESS = "success"
 
@@ -119,10 +121,7 @@ class Entry:
         collected: say where it came from, then (last) its status; release the lock."""
         try:
             if status == SUCCESS and origin is not None:
-                tmp = f"{self.path}.run.tmp-{os.getpid()}"
-                with open(tmp, "w", encoding="utf-8") as f:
-                    json.dump(asdict(origin), f)
-                os.replace(tmp, self.path + ".run")
+                write_whole(self.path + ".run", json.dumps(asdict(origin)), 0o644)
             self._status.seek(0)
             self._status.truncate()
             self._status.write(status)

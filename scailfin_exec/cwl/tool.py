@@ -27,6 +27,7 @@ from ..config import Settings
 from ..job import Bind, Job, Resources
 from ..run import Run
 from ..schedulers import Scheduler
+from ..worker import disk
 from ..worker.jobspec import inside
 from . import cache
 
@@ -241,8 +242,9 @@ class ScailfinJob(CommandLineJob):
             result = scheduler.wait(handle)
             code = self._report(result, scheduler.name)
         except Exception as e:  # noqa: BLE001  (reported to cwltool as the step's failure)
+            said = disk.said(e, self.backend.run.scheduler.run_dir) if isinstance(e, OSError) else e
             _logger.error("[job %s] could not be run through the %s scheduler: %s", self.name,
-                          self.backend.settings.scheduler, e)
+                          self.backend.settings.scheduler, said)
         finally:
             os.write(hold, f"{code}\n".encode())  # the waiter exits with it
 

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import html
-import os
 from collections import Counter
 
+from ..worker.disk import write_whole
 from .steps import PHASES, Step, phase_spans, steps_of_run
 
 COLOURS = {"queued": "#bdbdbd", "image": "#9467bd", "stage_in": "#1f77b4", "run": "#2ca02c", "stage_out": "#ff7f0e"}
@@ -154,7 +154,4 @@ def render(steps: list[Step], run_dir: str, title: str = "scailfin-exec run repo
 def write_report(run_dir: str, out: str, steps: list[Step] | None = None) -> None:
     """The report of a run directory, written to `out` (replaced whole: a temporary file, then a rename)."""
     text = render(steps if steps is not None else steps_of_run(run_dir), run_dir)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, out)
+    write_whole(out, text, 0o644)

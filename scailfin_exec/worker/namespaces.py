@@ -151,10 +151,17 @@ def _in_root(root: str, path: str, is_dir: bool, make: bool = False) -> bool:
         except FileNotFoundError:
             if not make:
                 return False
-            if last and not is_dir:
-                open(current, "w").close()
-            else:
-                os.mkdir(current)
+            try:
+                if last and not is_dir:
+                    open(current, "w").close()
+                else:
+                    os.mkdir(current)
+            except PermissionError:
+                raise NamespaceError("cannot make the mount point {} in the image {}: /{} is not this user's in the "
+                                     "image, so no directory can be made in it, even on a private layer (a workspace "
+                                     "under a directory the image has, such as /tmp, or a runtime that makes mount "
+                                     "points itself, such as Apptainer or Podman, avoids it)".format(
+                                         path, root, "/".join(parts[:number])))
             continue
         if stat.S_ISLNK(info.st_mode):
             raise NamespaceError("cannot bind at {}: the image has a symbolic link at {}".format(

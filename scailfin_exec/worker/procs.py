@@ -8,6 +8,8 @@ import os
 import subprocess
 from typing import Dict, List, NamedTuple, Optional
 
+from . import disk
+
 
 class Output(NamedTuple):
     returncode: int
@@ -94,10 +96,7 @@ def version_output(exe: str, args: List[str], environ) -> Output:
     if out.returncode == 0:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = "{}.tmp-{}".format(path, os.getpid())
-            with open(tmp, "w") as f:
-                json.dump(list(out), f)
-            os.replace(tmp, path)
+            disk.write_whole(path, json.dumps(list(out)), 0o644)
         except OSError:
             pass
     return out

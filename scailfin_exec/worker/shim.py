@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from . import images, keeper, procs, results, transfers
+from . import disk, images, keeper, procs, results, transfers
 from .results import (EXIT_BAD_JOB, EXIT_BIND, EXIT_CODES, EXIT_IMAGE, EXIT_INTERNAL, EXIT_NO_RUNTIME,  # noqa: F401
                       EXIT_STAGING, EXIT_WALLTIME, ImageUsed, ResultRecord, RuntimeUsed, ShimError, Staged,
                       result_path_for)
@@ -96,7 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     record["cpu_seconds"] = round(usage.user + usage.system + usage.children_user + usage.children_system, 3)
     record["finished"] = time.time()
     record["exit_code"] = code
-    _write_result(result_file, redacted(results.record_to_dict(ResultRecord(**record)), args.secrets))
+    if not _write_result(result_file, redacted(results.record_to_dict(ResultRecord(**record)), args.secrets)):
+        code = EXIT_STAGING  # never taken for a good step: the submit side has no record of it
     if args.outbox:
         try:
             empty_outbox(args.outbox)
@@ -128,7 +129,8 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     try:
         image = images.resolve(runtime, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
     except images.ImageError as e:
-        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}".format(found.name, record["host"], e))
+        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, disk.full_note(
+            job.images.cache or images.default_cache(environ))))
     timings["resolve_image"] = round(time.monotonic() - t, 6)
     record["image"] = ImageUsed(image.reference, image.kind, image.location, image.how)
 
@@ -137,7 +139,8 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     try:
         placement = transfers.stage_in(job, scratch, environ)
     except transfers.StagingError as e:
-        raise ShimFailure(EXIT_STAGING, "stage-in failed: {}".format(e))
+        raise ShimFailure(EXIT_STAGING, "stage-in failed: {}{}".format(e, disk.full_note(scratch) or
+                                                                       disk.full_note(job.workspace)))
     record["stage_in"] = Staged(**placement.record)
     timings["stage_in"] = round(time.monotonic() - t, 6)
     try:
@@ -146,6 +149,10 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         transfers.discard(job, placement)
         raise
 
+    full = disk.full_note(job.workspace) if code != 0 else ""
+    if full:  # the step's own message ("write error: No space left on device") does not say where
+        _say("the step failed with its workspace's file system full" + full)
+        record["notes"].append("the step failed with its workspace's file system full" + full)
     t = time.monotonic()
     if stopped:  # a stopped step's outputs are not whole: none come back
         transfers.discard(job, placement)
@@ -156,7 +163,8 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
             record["stage_out"] = Staged(**transfers.stage_out(job, placement, outbox))
         except transfers.StagingError as e:
             transfers.discard(job, placement)
-            raise ShimFailure(EXIT_STAGING, "stage-out failed: {}".format(e))
+            raise ShimFailure(EXIT_STAGING, "stage-out failed: {}{}".format(e, disk.full_note(outbox) or
+                                                                            disk.full_note(job.workspace)))
     timings["stage_out"] = round(time.monotonic() - t, 6)
     if stopped == "walltime":
         raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
@@ -291,14 +299,14 @@ def redacted(value, secrets: List[str]):
     return value
 
 
-def _write_result(path: str, record: Dict) -> None:
-    tmp = "{}.tmp-{}".format(path, os.getpid())
+def _write_result(path: str, record: Dict) -> bool:
+    """Write the record whole (a temporary file renamed) or not at all; False, said, if it cannot be."""
     try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        disk.write_whole(path, json.dumps(record, indent=1, sort_keys=True))
+        return True
     except OSError as e:
-        _say("cannot write the result record {}: {}".format(path, e))
+        _say("the step's result record is lost: " + disk.said(e, path))
+        return False
 
 
 def _say(message: str) -> None:

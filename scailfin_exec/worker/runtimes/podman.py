@@ -10,7 +10,7 @@ import os
 import subprocess
 from typing import Optional
 
-from .. import images, procs
+from .. import disk, images, procs
 from ..images import ResolvedImage
 from . import ContainerRuntime, Invocation, register
 
@@ -166,10 +166,7 @@ def _read(path: str) -> Optional[str]:
 def _write(path: str, text: str) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "{}.tmp-{}".format(path, os.getpid())
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        disk.write_whole(path, text, 0o644)
     except OSError:
         pass
 
