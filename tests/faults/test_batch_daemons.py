@@ -83,15 +83,17 @@ def master_ad():
     return collector, master
 
 
+def schedd_answers(collector):
+    try:
+        htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, "localhost")).query(
+            constraint="false", projection=["ClusterId"])
+        return True
+    except Exception:  # noqa: BLE001  (down, or coming back up)
+        return False
+
+
 def wait_for_schedd(collector, seconds=120):
-    def answers():
-        try:
-            htcondor2.Schedd(collector.locate(htcondor2.DaemonType.Schedd, "localhost")).query(
-                constraint="false", projection=["ClusterId"])
-            return True
-        except Exception:  # noqa: BLE001  (coming back up)
-            return False
-    assert wait_for(answers, seconds), f"the schedd did not come back in {seconds} s"
+    assert wait_for(lambda: schedd_answers(collector), seconds), f"the schedd did not come back in {seconds} s"
 
 
 ON_POOL = ["--scheduler", "htcondor", "--transfer", "htcondor", "--runtime", "apptainer"]
@@ -173,3 +175,17 @@ def test_a_front_end_killed_mid_scatter_leaves_no_queued_job_after_its_lease_and
         assert removed and all("ScailfinLeaseUntil" in ad["RemoveReason"] for ad in removed)
 
     interrupt_then_resume(tmp_path, image_roots, ON_POOL + ["--run-lease", str(lease)], sigkill, wait_s=120)
+
+
+@pytest.mark.cell("the network between the submit side and the pool down for 60 s mid-scatter",
+                  "htcondor (file transfer)", "survives: every step once, outputs whole")
+def test_a_network_down_for_a_minute_mid_scatter_the_run_rides_it_out(tmp_path, image_roots, pool):
+    run = Scatter(tmp_path, image_roots, ON_POOL, seconds=6)
+    run.wait_until_ended(4)
+    collector, _ = master_ad()
+    site_order("net-down-60")
+    assert wait_for(lambda: not schedd_answers(collector), 15), "the schedd still answers: the network is not down"
+    down = time.monotonic()
+    out, err = run.finish()
+    assert time.monotonic() - down > 40  # the run went on through the outage, not around it
+    assert run.check_whole(out, err) == 0  # the schedd reconnected to the steps running through it
