@@ -174,7 +174,7 @@ def test_a_front_end_killed_mid_scatter_leaves_no_queued_job_after_its_lease_and
         removed = [ad for ad in pool.history(mine, ["RemoveReason"], match=-1) if "RemoveReason" in ad]
         assert removed and all("ScailfinLeaseUntil" in ad["RemoveReason"] for ad in removed)
 
-    interrupt_then_resume(tmp_path, image_roots, ON_POOL + ["--run-lease", str(lease)], sigkill, wait_s=120)
+    interrupt_then_resume(tmp_path, image_roots, ON_POOL + ["--run-lease", str(lease)], sigkill, wait_s=80)
 
 
 @pytest.mark.cell("the network between the submit side and the pool down for 60 s mid-scatter",
