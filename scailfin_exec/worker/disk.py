@@ -7,9 +7,17 @@ import errno
 import os
 
 
-def full_note(path: str) -> str:
-    """' (the file system holding DIR is full: N bytes free)' when the nearest existing directory of
-    path has (almost) no room left, else ''."""
+def full_note(*paths: str) -> str:
+    """' (the file system holding DIR is full: N bytes free)' for the first of paths whose nearest
+    existing directory has (almost) no room left, else ''."""
+    for path in paths:
+        note = _full(path)
+        if note:
+            return note
+    return ""
+
+
+def _full(path: str) -> str:
     directory = os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else path
     while directory and not os.path.isdir(directory):
         directory = os.path.dirname(directory)

@@ -139,8 +139,7 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     try:
         placement = transfers.stage_in(job, scratch, environ)
     except transfers.StagingError as e:
-        raise ShimFailure(EXIT_STAGING, "stage-in failed: {}{}".format(e, disk.full_note(scratch) or
-                                                                       disk.full_note(job.workspace)))
+        raise ShimFailure(EXIT_STAGING, "stage-in failed: {}{}".format(e, disk.full_note(scratch, job.workspace)))
     record["stage_in"] = Staged(**placement.record)
     timings["stage_in"] = round(time.monotonic() - t, 6)
     try:
@@ -149,10 +148,7 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         transfers.discard(job, placement)
         raise
 
-    full = disk.full_note(job.workspace) if code != 0 else ""
-    if full:  # the step's own message ("write error: No space left on device") does not say where
-        _say("the step failed with its workspace's file system full" + full)
-        record["notes"].append("the step failed with its workspace's file system full" + full)
+    _say_if_full(code, job.workspace, record)
     t = time.monotonic()
     if stopped:  # a stopped step's outputs are not whole: none come back
         transfers.discard(job, placement)
@@ -163,12 +159,20 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
             record["stage_out"] = Staged(**transfers.stage_out(job, placement, outbox))
         except transfers.StagingError as e:
             transfers.discard(job, placement)
-            raise ShimFailure(EXIT_STAGING, "stage-out failed: {}{}".format(e, disk.full_note(outbox) or
-                                                                            disk.full_note(job.workspace)))
+            raise ShimFailure(EXIT_STAGING, "stage-out failed: {}{}".format(e, disk.full_note(outbox, job.workspace)))
     timings["stage_out"] = round(time.monotonic() - t, 6)
     if stopped == "walltime":
         raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
     return code
+
+
+def _say_if_full(code: int, workspace: str, record: Dict) -> None:
+    """A failed step whose workspace's file system is full: said, as its own message ("write
+    error: No space left on device") does not say where."""
+    full = disk.full_note(workspace) if code != 0 else ""
+    if full:
+        _say("the step failed with its workspace's file system full" + full)
+        record["notes"].append("the step failed with its workspace's file system full" + full)
 
 
 def _detect(job: Job, args, environ: Dict[str, str], record: Dict):

@@ -27,7 +27,7 @@ from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
-from . import arrival, clusters, lease, submit
+from . import arrival, clusters, lease, pool, submit
 from .events import EventFollower
 from .settings import HTCondorSettings
 
@@ -76,7 +76,7 @@ class HTCondorScheduler(Scheduler):
             raise SchedulerError(f"the htcondor scheduler needs the HTCondor Python bindings (pip install "
                                  f"'htcondor>=25'): {e}") from None
         self.htcondor = htcondor2
-        self.schedd, self.schedd_name = self._connect()
+        self.schedd, self.schedd_name = pool.connect(htcondor2, self.options.pool, self.options.schedd)
         super().__init__(run_dir)
         if "," in submit.submit_value("the run directory", self.run_dir):
             raise SchedulerError(f"the run directory {self.run_dir} contains ',', which HTCondor's submit language "
@@ -101,29 +101,6 @@ class HTCondorScheduler(Scheduler):
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
                                        lambda: self._detached or (self._closing and not self._outstanding()),
                                        self._cond)
-
-    def _connect(self):
-        htcondor2, pool = self.htcondor, self.options.pool
-        where = pool or htcondor2.param.get("COLLECTOR_HOST", "the configured collector")
-        try:
-            collector = htcondor2.Collector(pool) if pool else htcondor2.Collector()
-            name = self.options.schedd
-            if name is None:
-                ads = collector.query(htcondor2.AdType.Schedd, projection=["Name"])
-                if not ads:
-                    raise SchedulerError(f"the pool at {where} advertises no schedd")
-                name = ads[0]["Name"]
-            ad = collector.locate(htcondor2.DaemonType.Schedd, name)
-        except SchedulerError:
-            raise
-        except Exception as e:  # noqa: BLE001  (the bindings raise several kinds)
-            raise SchedulerError(f"cannot reach the HTCondor collector at {where}: {e}") from None
-        try:
-            schedd = htcondor2.Schedd(ad)
-            schedd.query(constraint="false", projection=["ClusterId"])
-        except Exception as e:  # noqa: BLE001
-            raise SchedulerError(f"cannot reach the schedd {name} (pool {where}): {e}") from None
-        return schedd, name
 
     @property
     def capacity(self) -> int:
