@@ -4,6 +4,7 @@
 # slurmctld restarted. The run must complete with every output whole, and say how many steps
 # the batch system ran again (the trace's restarts). And the front end itself killed with SIGKILL:
 # its jobs go when their lease runs out, and a rerun with --cachedir runs only what had not finished.
+import errno
 import json
 import os
 import signal
@@ -26,7 +27,16 @@ STEPS = 24
 def site_order(order):
     """Have the site's keeper (tests/site/start) inject a fault: a line on its FIFO."""
     cache = os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec")
-    fifo = os.open(os.path.join(cache, "site", "slurm", "control", "slurmctld"), os.O_WRONLY | os.O_NONBLOCK)
+    path = os.path.join(cache, "site", "slurm", "control", "slurmctld")
+    deadline = time.monotonic() + 15
+    while True:  # the keeper reopens its FIFO after each order: it may be between two opens
+        try:
+            fifo = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise AssertionError(f"the site's keeper does not read its FIFO {path}: {e}") from None
+            time.sleep(0.2)
     try:
         os.write(fifo, order.encode() + b"\n")
     finally:
