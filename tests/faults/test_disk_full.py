@@ -72,6 +72,20 @@ def ended(run_dir, n):
     return wait_for(lambda: len(read_trace(os.path.join(run_dir, "trace.tsv"))) >= n, 120)
 
 
+def filled_mid_run(tmp_path, run_dir, fill, *args):
+    """The scatter run with args, fill() called once two steps have ended: (the process, its stderr)."""
+    proc = scatter(tmp_path, run_dir, *args)
+    try:
+        assert ended(run_dir, 2)
+        fill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # the test failed: leave no scailfin-cwl behind
+            proc.kill()
+            proc.communicate()
+    return proc, err
+
+
 def check_nothing_half_done(proc, run_dir, err):
     assert proc.returncode == 1, err[-3000:]
     assert "Final process status is permanentFail" in err
@@ -85,15 +99,7 @@ def check_nothing_half_done(proc, run_dir, err):
                   "named, no record half-written, nothing left running")
 def test_a_full_run_directory_fails_the_run_naming_its_file_system(tmp_path, full):
     run_dir = os.path.join(FULL.format("run"), f"run-{os.getpid()}-{time.monotonic_ns()}")
-    proc = scatter(tmp_path, run_dir)
-    try:
-        assert ended(run_dir, 2)
-        full("run")
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, err = filled_mid_run(tmp_path, run_dir, lambda: full("run"))
     check_nothing_half_done(proc, run_dir, err)
     assert f"(the file system holding {run_dir}" in err and "is full: 0 bytes free)" in err
 
@@ -102,15 +108,8 @@ def test_a_full_run_directory_fails_the_run_naming_its_file_system(tmp_path, ful
                   "no step taken for good, nothing left running")
 def test_a_full_workspace_fails_its_steps_naming_its_file_system(tmp_path, full):
     run_dir = tmp_path / "run"
-    proc = scatter(tmp_path, run_dir, "--tmp-outdir-prefix", FULL.format("workspace") + "/out-")
-    try:
-        assert ended(run_dir, 2)
-        full("workspace")
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, err = filled_mid_run(tmp_path, run_dir, lambda: full("workspace"), "--tmp-outdir-prefix",
+                               FULL.format("workspace") + "/out-")
     check_nothing_half_done(proc, run_dir, err)
     assert f"(the file system holding {FULL.format('workspace')}/out-" in err and "is full: 0 bytes free)" in err
     rows = read_trace(os.path.join(run_dir, "trace.tsv"))
