@@ -66,16 +66,19 @@ class Scatter:
 
     def finish(self, seconds=600):
         try:
-            out, err = self.proc.communicate(timeout=seconds)
+            return self.proc.communicate(timeout=seconds)
         finally:
-            if self.proc.poll() is None:  # the test failed: leave no scailfin-cwl behind
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.communicate(timeout=60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.communicate()
-        return out, err
+            self.stop()
+
+    def stop(self):
+        """A run still going (the test failed) is interrupted, then killed: none is left behind."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
 
     def check_whole(self, out, err):
         """Every step ended once in the trace, done, with its own output."""
@@ -85,6 +88,19 @@ class Scatter:
         rows = self.ended()
         assert len(rows) == STEPS and {r["state"] for r in rows} == {"done"}, rows
         return sum(int(r["restarts"] or 0) for r in rows)
+
+
+@pytest.fixture
+def scatter(tmp_path, image_roots):
+    """scatter(scheduler_args, seconds=4): a Scatter, stopped after the test whatever happened in it."""
+    started = []
+
+    def start(scheduler_args, seconds=4):
+        started.append(Scatter(tmp_path, image_roots, scheduler_args, seconds))
+        return started[-1]
+    yield start
+    for run in started:
+        run.stop()
 
 
 def master_ad():
@@ -110,8 +126,8 @@ ON_POOL = ["--scheduler", "htcondor", "--transfer", "htcondor", "--runtime", "ap
 
 
 @pytest.mark.cell("schedd restarted mid-scatter", "htcondor (file transfer)", "survives: every step once")
-def test_a_schedd_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, pool):
-    run = Scatter(tmp_path, image_roots, ON_POOL)
+def test_a_schedd_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(scatter, pool):
+    run = scatter(ON_POOL)
     run.wait_until_ended(4)
     collector, master = master_ad()
     htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOff, "SCHEDD")
@@ -124,8 +140,8 @@ def test_a_schedd_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice
 
 @pytest.mark.cell("schedd killed (SIGKILL) mid-scatter, restarted by its master", "htcondor (file transfer)",
                   "survives: every step once")
-def test_a_schedd_killed_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, pool):
-    run = Scatter(tmp_path, image_roots, ON_POOL)
+def test_a_schedd_killed_mid_scatter_the_run_completes_and_no_step_runs_twice(scatter, pool):
+    run = scatter(ON_POOL)
     run.wait_until_ended(4)
     collector, _ = master_ad()
     site_order("kill-schedd")
@@ -137,9 +153,9 @@ def test_a_schedd_killed_mid_scatter_the_run_completes_and_no_step_runs_twice(tm
 
 @pytest.mark.cell("startd killed (SIGKILL) under running steps", "htcondor (file transfer)",
                   "survives: the steps rerun, outputs whole, restarts counted")
-def test_a_startd_killed_under_running_steps_they_rerun_and_the_trace_counts_it(tmp_path, image_roots, pool):
+def test_a_startd_killed_under_running_steps_they_rerun_and_the_trace_counts_it(scatter, pool):
     # the steps whose starters went with the startd are waited for as long as their job lease
-    run = Scatter(tmp_path, image_roots, ON_POOL + ["--job-lease", "30"], seconds=8)
+    run = scatter(ON_POOL + ["--job-lease", "30"], seconds=8)
     run.wait_until_ended(4)
     site_order("kill-startd")
     out, err = run.finish()
@@ -153,8 +169,8 @@ def _slurmctld(order, wanted):
 
 
 @pytest.mark.cell("slurmctld restarted mid-scatter", "slurm", "survives: every step once")
-def test_a_slurmctld_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(tmp_path, image_roots, slurm):
-    run = Scatter(tmp_path, image_roots, ["--scheduler", "slurm", "--runtime", "apptainer"])
+def test_a_slurmctld_restarted_mid_scatter_the_run_completes_and_no_step_runs_twice(scatter, slurm):
+    run = scatter(["--scheduler", "slurm", "--runtime", "apptainer"])
     run.wait_until_ended(4)
     _slurmctld("stop", "DOWN")
     time.sleep(5)  # the run polls a controller that does not answer
@@ -189,8 +205,8 @@ def test_a_front_end_killed_mid_scatter_leaves_no_queued_job_after_its_lease_and
 
 @pytest.mark.cell("the network between the submit side and the pool down for 60 s mid-scatter",
                   "htcondor (file transfer)", "survives: every step once, outputs whole")
-def test_a_network_down_for_a_minute_mid_scatter_the_run_rides_it_out(tmp_path, image_roots, pool):
-    run = Scatter(tmp_path, image_roots, ON_POOL, seconds=6)
+def test_a_network_down_for_a_minute_mid_scatter_the_run_rides_it_out(scatter, pool):
+    run = scatter(ON_POOL, seconds=6)
     run.wait_until_ended(4)
     collector, _ = master_ad()
     site_order("net-down-60")
