@@ -97,6 +97,67 @@ def checked(out: procs.Output, what: str) -> None:
         raise ImageError("{} failed (exit {}): {}".format(what, out.returncode, out.tail()))
 
 
+# What a failed pull means, from what the runtime's own tool said (Podman, Docker and Apptainer
+# speak containers/image's Go, ch-image Python's requests): the first cause whose words appear.
+_PULL_CAUSES = (
+    ("full", ("no space left on device", "disk quota exceeded")),
+    ("corrupt", ("digest did not match", "error verifying sha256 checksum", "does not match its digest",
+                 "digest mismatch", "unexpected eof")),
+    ("platform", ("no image found in manifest list for architecture", "no child with platform",
+                  "requested arch unavailable", "no matching manifest for")),
+    ("untrusted", ("x509:", "certificate verify failed", "certificate_verify_failed", "tls: failed to verify")),
+    ("unreachable", ("connection refused", "no route to host", "network is unreachable", "i/o timeout",
+                     "no such host", "name or service not known", "temporary failure in name resolution",
+                     "connection timed out", "read timed out", "failed to establish a new connection")),
+    ("ambiguous", ("unauthorized or not in registry",)),  # ch-image cannot tell the two apart
+    ("refused", ("unauthorized", "authentication required", "denied", "incorrect username or password")),
+    ("unknown", ("manifest unknown", "name unknown", "not found")),
+)
+# where a runtime takes a registry's CA besides the system store
+_CA_PLACES = {"podman": "/etc/containers/certs.d/{}/ca.crt", "docker": "/etc/docker/certs.d/{}/ca.crt"}
+
+
+def pull_failure(runtime: str, tool: str, ref, out: procs.Output, cache: str) -> "ImageError":
+    """One line for a failed pull of ref by tool (runtime's): what went wrong, what fixes it, and
+    the tool's own last words."""
+    text = out.text.lower()
+    cause, word = next(((c, w) for c, words in _PULL_CAUSES for w in words if w in text), (None, None))
+    registry, name = ref.registry, "{}:{}".format(ref.repository, ref.tag) if ref.tag else ref.repository
+    login = "log in to it on the submit side, e.g. podman login {}".format(registry)
+    if cause == "full":
+        said = "no room to prepare it: the file system holding {} is full".format(cache)
+    elif cause == "corrupt":
+        said = "a layer arrived corrupt (its content does not match its digest): the registry's stored copy is " \
+               "damaged; push the image again"
+    elif cause == "platform":
+        said = "no image for this node's platform (linux/{}) in its manifest list".format(_architecture())
+    elif cause == "untrusted":
+        place = _CA_PLACES.get(runtime)
+        said = "registry {}'s TLS certificate is not trusted on this node: add the CA that signed it to the node's " \
+               "system trust store (a .crt in /usr/local/share/ca-certificates/, then update-ca-certificates){}".format(
+                   registry, " or to " + place.format(registry) if place else "")
+    elif cause == "unreachable":
+        said = "registry {} cannot be reached from this node ({}): is it up, and does this node have a route to " \
+               "it? Nodes without one need the image in an image root".format(registry, word)
+    elif cause == "ambiguous":
+        said = "registry {} has no image {} or refused access to it (an unknown repository or tag, or wrong or " \
+               "missing credentials: {})".format(registry, name, login)
+    elif cause == "refused":
+        said = "registry {} refused access to {} (wrong or missing credentials: {})".format(registry, name, login)
+    elif cause == "unknown":
+        said = "registry {} has no image {} (unknown repository or tag)".format(registry, name)
+    else:
+        said = "{} failed (exit {})".format(tool, out.returncode)
+    lines = out.text.splitlines() or [""]
+    last = next((line for line in reversed(lines) if "error" in line.lower() or "fatal" in line.lower()), lines[-1]).strip()
+    return ImageError("image {}: {} [{}: {}]".format(ref, said, tool, last if len(last) <= 240 else last[:237] + "..."))
+
+
+def _architecture() -> str:
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
 def _unpack_archive(archive: str) -> Callable[[str], None]:
     def produce(tmp: str) -> None:
         os.makedirs(tmp)

@@ -129,8 +129,8 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     try:
         image = images.resolve(runtime, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
     except images.ImageError as e:
-        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, disk.full_note(
-            job.images.cache or images.default_cache(environ))))
+        full = "" if " is full" in str(e) else disk.full_note(job.images.cache or images.default_cache(environ))
+        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, full))
     timings["resolve_image"] = round(time.monotonic() - t, 6)
     record["image"] = ImageUsed(image.reference, image.kind, image.location, image.how)
 

@@ -94,9 +94,9 @@ class ApptainerRuntime(ContainerRuntime):
             return None
 
         def pull(tmp):
-            images.checked(procs.run([exe] + list(options) + ["pull", tmp, "docker://" + str(ref.pinned)],
-                                     timeout=images.PULL_TIMEOUT), "{} pull docker://{}".format(os.path.basename(exe),
-                                                                                              ref.pinned))
+            out = procs.run([exe] + list(options) + ["pull", tmp, "docker://" + str(ref.pinned)], timeout=images.PULL_TIMEOUT)
+            if out.returncode != 0:
+                raise images.pull_failure(self.name, os.path.basename(exe) + " pull", ref, out, cache)
         made = images.prepare_cached(sif, pull)
         return ResolvedImage(str(ref), "sif", sif, ("pulled docker://{} into {}" if made else "cached SIF {1} (pulled by another job)").format(ref, sif))
 

@@ -3,8 +3,9 @@
 # images are unpacked trees (from the image roots, an archive unpacked into the cache, or a pull
 # with ch-image).
 
+import hashlib
 import os
-from typing import Dict
+from typing import Dict, List
 
 from .. import images, procs
 from ..images import ResolvedImage
@@ -92,18 +93,45 @@ class CharliecloudRuntime(ContainerRuntime):
         def pull(tmp):
             # ch-image locks its whole storage directory: serialise every use of it
             with images.locked(storage + ".lock", images.LOCK_TIMEOUT):
-                images.checked(procs.run([os.path.join(bindir, "ch-image"), "--no-cache", "-s", storage, "pull",
-                                          str(ref.pinned)], timeout=images.PULL_TIMEOUT, env=env),
-                               "ch-image pull " + str(ref.pinned))
-                images.checked(procs.run([os.path.join(bindir, "ch-convert"), "-i", "ch-image", str(ref.pinned), tmp],
-                                         env=env,
-                                         timeout=images.PULL_TIMEOUT), "ch-convert {} to a directory".format(ref))
+                downloads = os.path.join(storage, "dlcache")
+                before = set(os.listdir(downloads)) if os.path.isdir(downloads) else set()
+                ch_image = [os.path.join(bindir, "ch-image"), "--no-cache", "-s", storage]
+                out = procs.run(ch_image + ["pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT, env=env)
+                damaged = _damaged(downloads, before)  # ch-image (0.31) does not check what it downloads
+                if out.returncode != 0 or damaged:
+                    procs.run(ch_image + ["delete", str(ref.pinned)], timeout=60, env=env)  # what it unpacked
+                    if damaged:
+                        out = procs.Output(1, "", "downloaded {} does not match its digest".format(damaged[0]))
+                    raise images.pull_failure(self.name, "ch-image pull", ref, out, cache)
+                out = procs.run([os.path.join(bindir, "ch-convert"), "-i", "ch-image", str(ref.pinned), tmp], env=env,
+                                timeout=images.PULL_TIMEOUT)
+                if out.returncode != 0:
+                    raise images.pull_failure(self.name, "ch-convert", ref, out, cache)
         made = images.prepare_cached(final, pull)
         return ResolvedImage(str(ref), "dir", final, ("pulled {} into {}" if made else "cached directory {1} (pulled by another job)").format(ref, final))
 
 
 # the system's CA bundle (Debian, Fedora), where a site's own CA is added
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def _damaged(downloads: str, before) -> List[str]:
+    """The blobs new in ch-image's download cache whose content does not match the digest they are
+    named by (sha256:HEX), removed so that no later pull takes them."""
+    damaged = []
+    for name in sorted(set(os.listdir(downloads)) - before) if os.path.isdir(downloads) else []:
+        digest = name.split(".")[0]
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            continue
+        path = os.path.join(downloads, name)
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+        if sha.hexdigest() != digest:
+            os.unlink(path)
+            damaged.append("sha256:" + digest)
+    return damaged
 
 
 def _with_user(environ) -> Dict[str, str]:

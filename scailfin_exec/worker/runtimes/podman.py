@@ -77,8 +77,7 @@ class PodmanRuntime(ContainerRuntime):
             return None
         out = procs.run(base + ["pull", "-q", known], timeout=images.PULL_TIMEOUT)
         if out.returncode != 0:
-            tried.append("{} pull failed: {}".format(name, out.tail(1)))
-            return None
+            raise images.pull_failure(self.name, name + " pull", ref, out, cache)
         return ResolvedImage(str(ref), "ref", known, "pulled {} into {} storage".format(known, name))
 
     def _cleanup(self, exe, spec):

@@ -28,7 +28,9 @@ class SarusRuntime(ContainerRuntime):
         tried.append("not in Sarus's local images")
         if not sources.pull:
             return None
-        images.checked(procs.run([exe, "pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT), "sarus pull " + str(ref.pinned))
+        out = procs.run([exe, "pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT)
+        if out.returncode != 0:
+            raise images.pull_failure(self.name, "sarus pull", ref, out, cache)
         return ResolvedImage(str(ref), "ref", str(ref), "pulled by Sarus")
 
     def command(self, exe, version, spec, environ):

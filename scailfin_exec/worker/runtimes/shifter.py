@@ -36,7 +36,9 @@ class ShifterRuntime(ContainerRuntime):
         tried.append("not in Shifter's image gateway ({})".format(name))
         if not sources.pull:
             return None
-        images.checked(procs.run([shifterimg, "pull", name], timeout=images.PULL_TIMEOUT), "shifterimg pull " + name)
+        out = procs.run([shifterimg, "pull", name], timeout=images.PULL_TIMEOUT)
+        if out.returncode != 0:
+            raise images.pull_failure(self.name, "shifterimg pull", ref, out, cache)
         deadline = time.monotonic() + images.PULL_TIMEOUT
         while procs.run([shifterimg, "lookup", name], timeout=60).returncode != 0:  # pulls are asynchronous
             if time.monotonic() > deadline:
