@@ -24,8 +24,19 @@ def _doctor(args) -> int:
     from .schedulers import SCHEDULERS, scheduler_class
 
     lines = worker_shim.doctor(dict(os.environ))
-    print("\n".join(lines + [line for name in SCHEDULERS for line in scheduler_class(name).doctor()]))
+    print("\n".join(lines + [_credentials_line(os.environ.get("SCAILFIN_REGISTRY_AUTH"))] +
+                    [line for name in SCHEDULERS for line in scheduler_class(name).doctor()]))
     return 0 if not lines[-1].endswith(": none") else 1
+
+
+def _credentials_line(configured: str | None) -> str:
+    """Which registries the submit side has credentials for (names only, never a secret)."""
+    from .credentials import Credentials, login_files
+
+    credentials = Credentials(configured)
+    if credentials.file is None:
+        return f"registry credentials: none (no login file in {', '.join(login_files())})"
+    return f"registry credentials: {credentials.file} has {', '.join(credentials.registries()) or 'no usable entry'}"
 
 
 def _job_to_run(path: str, job_id: str | None) -> Job:

@@ -45,6 +45,11 @@ class Settings:
                                       env="SCAILFIN_IMAGE_CACHE", metavar="DIR")
     pull: bool = setting(True, "let workers pull images from a registry when no local copy exists",
                          env="SCAILFIN_PULL", metavar="yes|no")
+    registry_auth: str | None = setting(None, "login file with credentials for private registries, as `podman login` "
+                                        "or `docker login` write it; default: $REGISTRY_AUTH_FILE, "
+                                        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json, the first that "
+                                        "exists. Each job gets only its image's registry's entry, as a private file",
+                                        env="SCAILFIN_REGISTRY_AUTH", metavar="FILE")
     runtime_options: dict[str, list[str]] = setting({}, "extra global options per runtime, e.g. "
                                                     "{podman: [--runtime, runc]} (config file only)", cli=False)
     max_parallel: int | None = setting(None, "steps run at once: local scheduler, default this machine's cores; "
@@ -100,6 +105,8 @@ class Settings:
             check_runtime_names("runtime_options", list(self.runtime_options))
         except JobError as e:
             raise ConfigError(str(e)) from None
+        if self.registry_auth is not None and not os.path.isfile(self.registry_auth):
+            raise ConfigError(f"registry_auth: {self.registry_auth!r} is not a file")
         for path in self.image_roots:
             if not os.path.isabs(path):
                 raise ConfigError(f"image_roots: {path!r} must be an absolute path")

@@ -27,9 +27,10 @@ class Pins:
     """The digests of one run's images, each asked for once (concurrent jobs of one image wait for
     the first to ask)."""
 
-    def __init__(self, log: logging.Logger | None = None, skopeo: str | None = None):
+    def __init__(self, log: logging.Logger | None = None, skopeo: str | None = None, auth_file: str | None = None):
         self.log = log or logging.getLogger("scailfin_exec")
         self.skopeo = skopeo or shutil.which("skopeo")
+        self.auth = ["--authfile", auth_file] if auth_file else []  # else skopeo looks where podman login writes
         self._lock = threading.Lock()
         self._pins: dict[str, str] = {}  # image as named -> as pinned (itself when it could not be)
         self._asking: dict[str, threading.Lock] = {}
@@ -60,7 +61,7 @@ class Pins:
                              "pins it at its first pull", image)
             return image
         try:  # the manifest as the registry serves it: its digest is the sha256 of these very bytes
-            out = subprocess.run([self.skopeo, "inspect", "--raw", f"docker://{ref}"], capture_output=True,
+            out = subprocess.run([self.skopeo, "inspect", "--raw", *self.auth, f"docker://{ref}"], capture_output=True,
                                  timeout=INSPECT_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             out = None

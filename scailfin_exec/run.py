@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from .config import Settings
+from .credentials import Credentials
 from .job import ImageSources, Job, Result
 from .pinning import Pins
 from .report.watch import RunWatch
@@ -35,7 +36,8 @@ class Run:
     def __init__(self, settings: Settings | None = None, name: str = "scailfin", scheduler: Scheduler | None = None,
                  watch: bool = True, log: logging.Logger | None = None):
         self.settings = (settings or Settings()).validate()
-        self.pins = Pins(log)
+        self.pins = Pins(log, auth_file=self.settings.registry_auth)
+        self.credentials = Credentials(self.settings.registry_auth, log)
         self.name = name
         self._scheduler = scheduler
         self._watch: RunWatch | None = None
@@ -86,8 +88,13 @@ class Run:
 
     def submit(self, job: Job) -> JobHandle:
         """Hand the job to the scheduler, its image pinned to the digest its tag had when this run
-        first asked (pinning.py)."""
-        return self.scheduler.submit(job._replace(image=self.pins.pin(job.image, job.images)))
+        first asked (pinning.py), with the credentials for its registry where the user has some
+        (credentials.py)."""
+        scheduler = self.scheduler
+        images = job.images
+        if images.pull and images.credentials is None and not os.path.isabs(job.image):
+            images = images._replace(credentials=self.credentials.for_image(job.image, scheduler.run_dir))
+        return scheduler.submit(job._replace(image=self.pins.pin(job.image, job.images), images=images))
 
     def image_identity(self, image: str) -> list:
         """What a step's key (resume.py) takes for image in this run: its digest once pinned."""
@@ -113,14 +120,14 @@ class Run:
     def close(self) -> None:
         """Cancel what is still running, release the scheduler, and write the last trace rows,
         progress and the report. A second call (from another thread: Ctrl-C) waits for the first."""
-        self._end(lambda scheduler: scheduler.close())
+        self._end(lambda scheduler: scheduler.close(), jobs_end=True)
 
     def detach(self) -> None:
         """Stop following the jobs without stopping them (a later Run on the same run directory,
         through its scheduler's adopt(), finds them again)."""
-        self._end(lambda scheduler: scheduler.detach())
+        self._end(lambda scheduler: scheduler.detach(), jobs_end=False)
 
-    def _end(self, how) -> None:
+    def _end(self, how, jobs_end: bool) -> None:
         with self._ending:
             with self._lock:
                 scheduler, self._closed, self._scheduler = self._scheduler, True, None
@@ -130,6 +137,8 @@ class Run:
             try:
                 how(scheduler)
             finally:
+                if jobs_end:  # (a detached run's jobs go on, and may pull yet)
+                    self.credentials.remove(scheduler.run_dir)
                 if watch is not None:
                     watch.finish()  # the last trace rows and progress, the report
                 self.closed_scheduler = scheduler

@@ -140,8 +140,9 @@ STAND_IN = textwrap.dedent('''\
     RECORD, BEHAVIOUR = %r, %r  # baked in: Shifter and Sarus get only the job's environment
     name = os.path.basename(sys.argv[0])
     args = sys.argv[1:]
+    stdin = sys.stdin.read() if "pull" in args[:2] and sys.stdin else ""  # a login given there
     with open(RECORD, "a") as f:
-        f.write(json.dumps({"program": name, "argv": sys.argv, "env": dict(os.environ)}) + "\\n")
+        f.write(json.dumps({"program": name, "argv": sys.argv, "env": dict(os.environ), "stdin": stdin}) + "\\n")
     behaviour = json.loads(BEHAVIOUR).get(name, {})
     if args[:1] in (["--version"], ["-v"]):
         print(behaviour.get("version", name + " version 1.2.3"))

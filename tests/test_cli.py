@@ -37,6 +37,19 @@ def test_doctor_fails_when_no_runtime_is_usable():
         in out.stdout.splitlines()
 
 
+def test_doctor_names_the_registries_the_users_login_file_has_credentials_for_and_no_secret():
+    auth = os.path.join(os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec"), "site", "registry", "auth.json")
+    with open(auth) as f:
+        secret = json.load(f)["auths"]["127.0.0.1:5002"]["auth"]
+    out = run("doctor", env=dict(os.environ, REGISTRY_AUTH_FILE=auth))
+    assert f"registry credentials: {auth} has 127.0.0.1:5002" in out.stdout.splitlines()
+    assert secret not in out.stdout + out.stderr
+    nowhere = run("doctor", env=dict(os.environ, REGISTRY_AUTH_FILE="/nonexistent/auth.json", HOME="/nonexistent",
+                                     XDG_RUNTIME_DIR="/nonexistent"))
+    assert any(line.startswith("registry credentials: none (no login file in /nonexistent/auth.json")
+               for line in nowhere.stdout.splitlines())
+
+
 def test_doctor_says_sbatch_works_and_which_partitions_it_sees(slurm):
     lines = run("doctor").stdout.splitlines()
     assert any(line.startswith("scheduler slurm: ") and "(slurm-wlm 26." in line and "slurmctld answers" in line

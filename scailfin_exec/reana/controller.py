@@ -151,9 +151,10 @@ class Controller:
         for t in list(self._tracked.values()):
             if t.handle is not None:
                 self._refresh(t)
+        busy = {t.scheduler for t in self._tracked.values() if t.handle is not None and not t.row.terminal}
         for group in groups:
-            try:
-                group.run.detach()
+            try:  # a run with nothing left to follow ends (and its registry credentials go with it)
+                group.run.detach() if group.scheduler in busy else group.run.close()
             except SchedulerError as e:
                 log.warning("%s", e)
         self.store.close()

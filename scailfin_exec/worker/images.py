@@ -3,19 +3,22 @@
 # pull: runtimes/<name>.py). Preparing an image into the shared cache is locked, built under a
 # temporary name and renamed atomically, so concurrent jobs never see (or leave) a half-made image.
 
+import base64
 import errno
 import fcntl
 import glob
+import json
 import os
 import shutil
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import procs
 from .jobspec import ImageSources
 from .references import ImageRef, ReferenceError, parse_reference
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+SENT_CREDENTIALS = "registry-auth"  # the job's registry credentials, as its batch system brings them
 PULL_TIMEOUT = 3600
 LOCK_TIMEOUT = 3600
 
@@ -29,6 +32,37 @@ class ResolvedImage(NamedTuple):
     kind: str  # "dir", "sif", "ref" (the runtime's own storage), "shifter"
     location: str  # what the runtime is given
     how: str  # one line for the result record: where it came from
+
+
+def credentials_here(submitted: Optional[str], scratch: str):
+    """Where this worker finds the job's registry credentials (a directory holding config.json)
+    and whether it is a copy the batch system brought (SENT_CREDENTIALS, in the job's scratch
+    directory: removed after the pull) or the run's own, on a file system this node shares."""
+    if not submitted:
+        return None, False
+    sent = os.path.join(scratch, SENT_CREDENTIALS)
+    if os.path.isfile(os.path.join(sent, "config.json")):
+        return sent, True
+    return (submitted, False) if os.path.isfile(os.path.join(submitted, "config.json")) else (None, False)
+
+
+def login(credentials: Optional[str], registry: str) -> Optional[Tuple[str, str]]:
+    """The user name and password for registry in a credentials directory, for a runtime that
+    takes them one by one (ch-image, Sarus)."""
+    if not credentials:
+        return None
+    try:
+        with open(os.path.join(credentials, "config.json")) as f:
+            auth = json.load(f)["auths"][registry]["auth"]
+        user, _, password = base64.b64decode(auth).decode().partition(":")
+        return user, password
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def auth_file(sources: ImageSources) -> List[str]:
+    """--authfile FILE for a runtime that reads a login file (Podman, Apptainer), or nothing."""
+    return ["--authfile", os.path.join(sources.credentials, "config.json")] if sources.credentials else []
 
 
 def default_cache(environ) -> str:
@@ -110,7 +144,8 @@ _PULL_CAUSES = (
                      "no such host", "name or service not known", "temporary failure in name resolution",
                      "connection timed out", "read timed out", "failed to establish a new connection")),
     ("ambiguous", ("unauthorized or not in registry",)),  # ch-image cannot tell the two apart
-    ("refused", ("unauthorized", "authentication required", "denied", "incorrect username or password")),
+    ("refused", ("unauthorized", "authentication required", "denied", "incorrect username or password",
+                 "no further authentication possible")),
     ("unknown", ("manifest unknown", "name unknown", "not found")),
 )
 # where a runtime takes a registry's CA besides the system store

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, NamedTuple, Optional
 # the workspace), and `secrets`
 # 3: `archives` says which staged paths travel as an archive in the htcondor mode too (a file named
 # *.tar is a file), and an output may be a writable bind's source outside the workspace
-FORMAT_VERSION = 3
+# 4: `images.credentials`, the directory of the registry credentials the job brings (a path)
+FORMAT_VERSION = 4
 ID_MAX = 100  # job ids name directories and temporaries (with a file name and a host name in them)
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 ENV_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
@@ -47,6 +48,9 @@ class ImageSources(NamedTuple):
     cache: Optional[str] = None
     # whether the worker may pull from a registry when nothing local matches
     pull: bool = True
+    # a directory of the run's (credentials.py) whose config.json has the credentials for the
+    # image's registry: a path, never the secret; batch jobs carry it as registry-auth/
+    credentials: Optional[str] = None
 
 
 class Job(NamedTuple):
@@ -231,7 +235,8 @@ def job_from_dict(data: Any) -> Job:
     roots = [_abs("job.images.roots[{}]".format(i), r) for i, r in enumerate(_str_list("job.images.roots", img.roots))]
     cache = _abs("job.images.cache", img.cache, root_allowed=False) if img.cache is not None else None
     _check_type("job.images.pull", img.pull, bool, "true or false")
-    body["images"] = ImageSources(roots, cache, img.pull)
+    credentials = _abs("job.images.credentials", img.credentials, root_allowed=False) if img.credentials is not None else None
+    body["images"] = ImageSources(roots, cache, img.pull, credentials)
     from .transfers import MODES
     transfer = body.get("transfer", "shared")
     if transfer not in MODES:

@@ -33,12 +33,15 @@ def default_environment(environ: Optional[Dict[str, str]]) -> None:
     _DEFAULT_ENV = dict(environ) if environ is not None else None
 
 
-def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=None, cwd: Optional[str] = None) -> Output:
-    """Run argv; a missing program or a timeout is reported as a failed Output, never raised."""
+def run(argv: List[str], timeout: float = 30, env: Optional[dict] = None, stdin=None, cwd: Optional[str] = None,
+        input: Optional[str] = None) -> Output:
+    """Run argv (input: what its standard input reads, else stdin, else nothing); a missing
+    program or a timeout is reported as a failed Output, never raised."""
+    streams = {"input": input} if input is not None else {"stdin": stdin if stdin is not None else subprocess.DEVNULL}
     try:
         proc = subprocess.run(
             argv,
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            **streams,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             timeout=timeout,

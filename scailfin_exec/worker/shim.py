@@ -9,6 +9,7 @@ import argparse
 import binascii
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional
@@ -125,17 +126,10 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
         runtime.check_binds(job.all_binds())
     except BindError as e:
         raise ShimFailure(EXIT_BIND, str(e))
-    t = time.monotonic()
-    try:
-        image = images.resolve(runtime, found.path, job.image, job.images, environ, job.runtime_options.get(found.name, []))
-    except images.ImageError as e:
-        full = "" if " is full" in str(e) else disk.full_note(job.images.cache or images.default_cache(environ))
-        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, full))
-    timings["resolve_image"] = round(time.monotonic() - t, 6)
-    record["image"] = ImageUsed(image.reference, image.kind, image.location, image.how)
+    scratch = os.path.dirname(os.path.abspath(args.job))
+    image = _image(job, runtime, found, scratch, environ, record)
 
     t = time.monotonic()
-    scratch = os.path.dirname(os.path.abspath(args.job))
     try:
         placement = transfers.stage_in(job, scratch, environ)
     except transfers.StagingError as e:
@@ -164,6 +158,25 @@ def _run(args, environ: Dict[str, str], record: Dict) -> int:
     if stopped == "walltime":
         raise ShimFailure(EXIT_WALLTIME, "walltime of {} s exceeded: the step was killed".format(job.resources.walltime_s))
     return code
+
+
+def _image(job, runtime, found, scratch: str, environ, record: Dict):
+    """The job's image, found or prepared for runtime; the registry credentials the job brought
+    (a copy in its scratch directory) removed once it is, whether or not it was pulled."""
+    t = time.monotonic()
+    credentials, sent = images.credentials_here(job.images.credentials, scratch)
+    try:
+        image = images.resolve(runtime, found.path, job.image, job.images._replace(credentials=credentials), environ,
+                               job.runtime_options.get(found.name, []))
+    except images.ImageError as e:
+        full = "" if " is full" in str(e) else disk.full_note(job.images.cache or images.default_cache(environ))
+        raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, full))
+    finally:
+        if sent:
+            shutil.rmtree(credentials, ignore_errors=True)
+    record["timings"]["resolve_image"] = round(time.monotonic() - t, 6)
+    record["image"] = ImageUsed(image.reference, image.kind, image.location, image.how)
+    return image
 
 
 def _say_if_full(code: int, workspace: str, record: Dict) -> None:

@@ -5,12 +5,15 @@ import base64
 import json
 import os
 import time
+import uuid
 
 import jsonschema
 import pytest
 import requests
 
 from ..conftest import jobs_in_queue
+from ..test_credentials import holding, password
+from ..test_pinning import AUTH_FILE, PRIVATE, push
 from .conftest import workspace
 
 
@@ -92,6 +95,31 @@ def test_a_missing_image_fails_with_the_image_named(serve, reana_client):
     assert job["status"] == "failed"
     logs = reana_client("logs", job_id["job_id"])["logs"]
     assert "not-here" in logs and "failed:" in logs
+
+
+def test_a_private_image_is_pulled_with_the_services_own_login_and_the_password_is_in_none_of_its_files(
+        serve, tmp_path, image_roots):
+    """serve takes registry credentials from its own configuration (--registry-auth): a request
+    has no way to bring any."""
+    stand_in = os.path.join(image_roots[0], "registry.hub.docker.com", "library", "alpine:latest")
+    reference = f"{PRIVATE}/private/serve-{uuid.uuid4().hex[:8]}:v1"
+    marker = uuid.uuid4().hex
+    push(stand_in, reference, tmp_path, {"etc/which": marker + "\n"}, auth=True)
+    service = serve("--runtime", "charliecloud", "--pull", "yes", "--registry-auth", AUTH_FILE, images=False)
+    ws = workspace(service.root)
+    created = service.post("/jobs", json=request(ws, "cat /etc/which > which.txt", docker_img=reference))
+    assert created.status_code == 201, created.text
+    final = service.wait(created.json()["job_id"])
+    assert final["status"] == "finished", service.get(f"/jobs/{created.json()['job_id']}/logs").text
+    assert open(os.path.join(ws, "which.txt")).read() == marker + "\n"
+    found, read = holding(password(), str(tmp_path), service.root)
+    # while the service runs, only its run's private copy (jobs of the workflow may pull yet)
+    assert [os.path.relpath(p, service.state_dir).split(os.sep)[2:] for p in found] == \
+        [[".credentials", os.path.basename(os.path.dirname(os.path.dirname(found[0]))), "registry-auth", "config.json"]] \
+        and read > 3, found
+    assert os.stat(found[0]).st_mode & 0o777 == 0o600
+    service.stop()
+    assert holding(password(), str(tmp_path), service.root)[0] == []
 
 
 def test_a_step_that_outlives_its_max_runtime_fails(serve):

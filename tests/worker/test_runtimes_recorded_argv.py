@@ -1,6 +1,8 @@
 # Runtimes that cannot be installed on this machine (Apptainer on the host, Singularity, Docker
 # without an engine, Shifter, Sarus): the real shim runs against stand-in executables that record
 # the command line they were given. Every test here is a recorded-argv test, by name.
+import base64
+import json
 import os
 import re
 
@@ -133,6 +135,23 @@ def test_sarus_recorded_argv(stand_ins, shim, make_job, workspace):
                                 f"--mount=type=bind,source={workspace}/WORK,destination={workspace}",
                                 "--entrypoint", "", "docker.io/library/alpine:latest"] + ARGV
     assert record["image"]["how"] == "Sarus local images"
+
+
+def test_sarus_pulls_a_private_image_with_the_login_on_its_standard_input_never_its_command_line_recorded_argv(
+        stand_ins, shim, make_job, tmp_path):
+    credentials = tmp_path / "run" / ".credentials" / "0" / "registry-auth"
+    credentials.mkdir(parents=True)
+    (credentials / "config.json").write_text(json.dumps(
+        {"auths": {"registry.example.org": {"auth": base64.b64encode(b"physicist:s3cret-pw").decode()}}}))
+    images = ImageSources([], str(tmp_path / "cache"), True, str(credentials))
+    code, err, record, runs = _run(stand_ins, shim, make_job, "sarus", images=images,
+                                   image="registry.example.org/lab/analysis:v1")
+    assert code == 0, err
+    [pull] = [c for c in stand_ins.calls("sarus") if c["argv"][1:2] == ["pull"]]
+    assert pull["argv"][1:] == ["pull", "--login", "registry.example.org/lab/analysis:v1"]
+    assert pull["stdin"] == "physicist\ns3cret-pw\n"
+    assert all("s3cret-pw" not in json.dumps([c["argv"], c["env"]]) for c in stand_ins.calls())
+    assert "s3cret-pw" not in json.dumps(record) and "s3cret-pw" not in err
 
 
 def test_sarus_refuses_opt_sarus_recorded_argv(stand_ins, shim, make_job):

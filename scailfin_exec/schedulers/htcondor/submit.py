@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ...job import Job
+from ...worker.images import SENT_CREDENTIALS
 from ...worker.jobad import AD_BASE, AD_OWN, encoded
 from ...transfers import mode as transfer_mode
 from .. import SchedulerError
@@ -19,7 +20,7 @@ OUTBOX = "back"  # HTCondor brings this directory back: the result record and th
 JOB_FILE = "job.json"
 INCOMING = ".incoming"  # the jobs' shared initial directory: JOBID.stdout.log, JOBID.stderr.log, JOBID.back/
 # names of the job's directory a file sent by its own name must not take
-RESERVED_NAMES = frozenset({JOB_FILE, OUTBOX, "send", "stdout.log", "stderr.log", "tmp", "var"})
+RESERVED_NAMES = frozenset({JOB_FILE, OUTBOX, SENT_CREDENTIALS, "send", "stdout.log", "stderr.log", "tmp", "var"})
 
 
 def submit_value(what: str, value: str) -> str:
@@ -129,7 +130,9 @@ def row(job: Job, fields: dict, base: str, directory: str, shim: str, outbox: st
     values = {
         "scailfin_id": job.id,
         "scailfin_arguments": condor_arguments(argv),
-        "scailfin_inputs": ",".join([shim, outbox] + ([job_file] if job_file else []) + mode.inputs(job, directory)),
+        # the registry credentials' directory (credentials.py) arrives as SENT_CREDENTIALS/
+        "scailfin_inputs": ",".join([shim, outbox] + ([job_file] if job_file else []) +
+                                    ([job.images.credentials] if job.images.credentials else []) + mode.inputs(job, directory)),
         "scailfin_cpus": str(max(1, int(job.resources.cores + 0.999))),
         "scailfin_memory": f"{job.resources.memory_mb}M",
         "scailfin_disk": f"{job.resources.disk_mb}M",

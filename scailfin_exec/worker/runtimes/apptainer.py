@@ -94,7 +94,8 @@ class ApptainerRuntime(ContainerRuntime):
             return None
 
         def pull(tmp):
-            out = procs.run([exe] + list(options) + ["pull", tmp, "docker://" + str(ref.pinned)], timeout=images.PULL_TIMEOUT)
+            out = procs.run([exe] + list(options) + ["pull"] + images.auth_file(sources) + [tmp, "docker://" + str(ref.pinned)],
+                            timeout=images.PULL_TIMEOUT)
             if out.returncode != 0:
                 raise images.pull_failure(self.name, os.path.basename(exe) + " pull", ref, out, cache)
         made = images.prepare_cached(sif, pull)

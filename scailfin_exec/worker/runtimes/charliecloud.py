@@ -89,13 +89,16 @@ class CharliecloudRuntime(ContainerRuntime):
         bundle = next((b for b in CA_BUNDLES if os.path.isfile(b)), None)
         if bundle and "REQUESTS_CA_BUNDLE" not in env:
             env["REQUESTS_CA_BUNDLE"] = bundle
+        login = images.login(sources.credentials, ref.registry)  # --auth reads them from its environment
+        if login:
+            env.update(CH_IMAGE_USERNAME=login[0], CH_IMAGE_PASSWORD=login[1])
 
         def pull(tmp):
             # ch-image locks its whole storage directory: serialise every use of it
             with images.locked(storage + ".lock", images.LOCK_TIMEOUT):
                 downloads = os.path.join(storage, "dlcache")
                 before = set(os.listdir(downloads)) if os.path.isdir(downloads) else set()
-                ch_image = [os.path.join(bindir, "ch-image"), "--no-cache", "-s", storage]
+                ch_image = [os.path.join(bindir, "ch-image"), "--no-cache", "-s", storage] + (["--auth"] if login else [])
                 out = procs.run(ch_image + ["pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT, env=env)
                 damaged = _damaged(downloads, before)  # ch-image (0.31) does not check what it downloads
                 if out.returncode != 0 or damaged:

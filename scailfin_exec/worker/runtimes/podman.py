@@ -75,10 +75,14 @@ class PodmanRuntime(ContainerRuntime):
             return ResolvedImage(str(ref), "ref", imported, "imported {} into {} storage".format(source, name))
         if not sources.pull:
             return None
-        out = procs.run(base + ["pull", "-q", known], timeout=images.PULL_TIMEOUT)
+        out = procs.run(self._pull(exe, options, sources) + [known], timeout=images.PULL_TIMEOUT)
         if out.returncode != 0:
             raise images.pull_failure(self.name, name + " pull", ref, out, cache)
         return ResolvedImage(str(ref), "ref", known, "pulled {} into {} storage".format(known, name))
+
+    def _pull(self, exe, options, sources):
+        """The pull command, with the job's registry credentials where it has them."""
+        return [exe] + list(options) + ["pull", "-q"] + images.auth_file(sources)
 
     def _cleanup(self, exe, spec):
         return [exe] + list(spec.options) + ["rm", "--force", "--ignore", "--time", "0", spec.name]
@@ -133,6 +137,11 @@ class DockerRuntime(PodmanRuntime):
 
     def _entrypoint(self, argv0):
         return "--entrypoint=" + argv0
+
+    def _pull(self, exe, options, sources):
+        # docker pull has no --authfile: its client reads DIR/config.json, where --config says
+        credentials = ["--config", sources.credentials] if sources.credentials else []
+        return [exe] + credentials + list(options) + ["pull", "-q"]
 
     def _cleanup(self, exe, spec):
         return [exe] + list(spec.options) + ["rm", "--force", spec.name]

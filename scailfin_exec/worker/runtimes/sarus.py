@@ -1,6 +1,7 @@
 # Sarus (CSCS): images pulled into its local store, bind targets refused under /etc, /var (but
 # /var/tmp) and /opt/sarus, only the job's variables (and PATH) handed to the container; the
-# keeper ends what it leaves (a subreaper).
+# keeper ends what it leaves (a subreaper). A private image's login goes to `sarus pull --login` on
+# its standard input.
 
 from .. import images, procs
 from ..images import ResolvedImage
@@ -28,7 +29,9 @@ class SarusRuntime(ContainerRuntime):
         tried.append("not in Sarus's local images")
         if not sources.pull:
             return None
-        out = procs.run([exe, "pull", str(ref.pinned)], timeout=images.PULL_TIMEOUT)
+        login = images.login(sources.credentials, ref.registry)  # --login reads them from its standard input
+        out = procs.run([exe, "pull"] + (["--login"] if login else []) + [str(ref.pinned)], timeout=images.PULL_TIMEOUT,
+                        input="{}\n{}\n".format(*login) if login else None)
         if out.returncode != 0:
             raise images.pull_failure(self.name, "sarus pull", ref, out, cache)
         return ResolvedImage(str(ref), "ref", str(ref), "pulled by Sarus")

@@ -1,6 +1,7 @@
 # Shifter (NERSC): images through its image gateway (shifterimg, whose pulls are asynchronous),
 # user volumes refused under /etc, /var (but /var/tmp) and /opt/udiImage (src/VolumeMap.c), only
 # the job's variables handed to the container; the keeper ends what it leaves (a subreaper).
+# No registry credentials are passed: a private image needs the site's `shifterimg login`.
 
 import os
 import shutil
