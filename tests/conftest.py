@@ -272,6 +272,18 @@ def slurm():
     return os.path.dirname(os.path.dirname(shutil.which("scontrol")))  # the site's directory ($SITE/bin/scontrol)
 
 
+@pytest.fixture
+def docker_engine(monkeypatch):
+    """The test site's Docker engine (tests/site/docker), reached by this test through DOCKER_HOST."""
+    path = os.path.join(os.environ.get("SCAILFIN_CACHE", "/var/cache/scailfin-exec"), "site", "docker-host")
+    if not os.path.exists(path):
+        pytest.fail(f"no {path}: the test site's Docker engine is not running (tests/site/start starts it)")
+    with open(path) as f:
+        host = f.read().strip()
+    monkeypatch.setenv("DOCKER_HOST", host)
+    return host
+
+
 def slurm_jobs(marker):
     """The Slurm jobs (array tasks) in the queue whose name or comment contains marker, and their states."""
     out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i|%j|%k|%T"], capture_output=True, text=True,

@@ -136,7 +136,7 @@ def checked(out: procs.Output, what: str) -> None:
 _PULL_CAUSES = (
     ("full", ("no space left on device", "disk quota exceeded")),
     ("corrupt", ("digest did not match", "error verifying sha256 checksum", "does not match its digest",
-                 "digest mismatch", "unexpected eof")),
+                 "digest mismatch", "layer verification failed", "unexpected eof")),
     ("platform", ("no image found in manifest list for architecture", "no child with platform",
                   "requested arch unavailable", "no matching manifest for")),
     ("untrusted", ("x509:", "certificate verify failed", "certificate_verify_failed", "tls: failed to verify")),

@@ -1,6 +1,6 @@
 # What a step that cannot get its image says, for every way a real registry fails, pulled by each
-# runtime where it runs (Podman and Charliecloud through the local scheduler, Apptainer on the
-# pool's nodes): one line naming the cause and what fixes it, exit 252 (the image), and nothing
+# runtime where it runs (Podman, Docker (the site's engine) and Charliecloud through the local
+# scheduler, Apptainer on the pool's nodes): one line naming the cause and what fixes it, exit 252 (the image), and nothing
 # half-made left in the image cache. The registries are real: the test site's (tests/site/registry,
 # whose storage the tests may damage), one this test starts with a certificate nobody trusts, and
 # a port where nothing listens.
@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tarfile
@@ -26,7 +27,7 @@ from ..test_pinning import LOGS, REGISTRY, push
 
 SHARED = "/scratch/scailfin-shared"  # seen by the pool's jobs: their image cache, looked at afterwards
 FULL_IMAGES = "/tmp/scailfin-full-images"  # a 16 MiB tmpfs (tests/site/start)
-WHERE = {"podman": "local", "charliecloud": "local", "apptainer": "htcondor"}
+WHERE = {"podman": "local", "docker": "local", "charliecloud": "local", "apptainer": "htcondor"}
 
 
 @pytest.fixture
@@ -36,25 +37,33 @@ def stand_in(image_roots):
 
 @pytest.fixture(scope="module")
 def untrusted_registry(tmp_path_factory):
-    """A registry on 127.0.0.1:5003 whose certificate is self-signed (no store trusts it)."""
+    """A registry on 192.0.2.1:5003 (the site's other loopback address: Docker trusts any registry
+    on 127.0.0.0/8 without looking at its certificate) whose certificate is self-signed."""
     here = tmp_path_factory.mktemp("untrusted")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", here / "key", "-out", here / "crt"],
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=192.0.2.1",
+                    "-addext", "subjectAltName=IP:192.0.2.1", "-keyout", here / "key", "-out", here / "crt"],
                    check=True, capture_output=True)
     (here / "config.yml").write_text(f"""version: 0.1
 log: {{level: error}}
 storage: {{filesystem: {{rootdirectory: {here / 'data'}}}}}
-http: {{addr: "127.0.0.1:5003", tls: {{certificate: {here / 'crt'}, key: {here / 'key'}}}}}
+http: {{addr: "192.0.2.1:5003", tls: {{certificate: {here / 'crt'}, key: {here / 'key'}}}}}
 """)
     proc = subprocess.Popen(["docker-registry", "serve", here / "config.yml"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: subprocess.run(["curl", "-sk", "https://127.0.0.1:5003/v2/"], capture_output=True).returncode == 0,
-                 seconds=30)
-        yield "127.0.0.1:5003"
+        assert wait_for(lambda: _answers("192.0.2.1", 5003), seconds=30), "the untrusted registry did not start"
+        yield "192.0.2.1:5003"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _answers(host, port):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _put(url, data, content_type):
@@ -176,12 +185,12 @@ def finished(cache):
     return found
 
 
-@pytest.mark.parametrize("runtime", ["podman", "charliecloud", "apptainer"])
+@pytest.mark.parametrize("runtime", list(WHERE))
 @pytest.mark.parametrize("error", list(SAYS))
 def test_an_image_that_cannot_be_had_fails_its_step_in_one_line_with_exit_252_and_leaves_no_half_made_image(
         error, runtime, tmp_path, stand_in, request):
-    if runtime == "apptainer":
-        request.getfixturevalue("pool")
+    if runtime in ("apptainer", "docker"):
+        request.getfixturevalue("pool" if runtime == "apptainer" else "docker_engine")
     image = image_for(error, tmp_path, stand_in, request)
     base = SHARED if WHERE[runtime] == "htcondor" else str(tmp_path)
     cache = os.path.join(base, f"image-cache-{uuid.uuid4().hex[:8]}")

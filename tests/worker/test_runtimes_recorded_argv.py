@@ -1,5 +1,5 @@
-# Runtimes that cannot be installed on this machine (Apptainer on the host, Singularity, Docker
-# without an engine, Shifter, Sarus): the real shim runs against stand-in executables that record
+# Runtimes that cannot be installed on this machine (Apptainer on the host, Singularity, Shifter,
+# Sarus; Docker runs against the site's real engine: test_runtimes_docker.py): the real shim runs against stand-in executables that record
 # the command line they were given. Every test here is a recorded-argv test, by name.
 import base64
 import json
@@ -71,29 +71,6 @@ def test_apptainer_pull_into_the_cache_recorded_argv(stand_ins, shim, make_job, 
     assert sorted(os.listdir(cache / "sif")) == ["docker.io_s_library_s_alpine:latest.sif",
                                                  "docker.io_s_library_s_alpine:latest.sif.lock"]
     assert record["image"]["how"] == f"pulled docker://docker.io/library/alpine:latest into {final}"
-
-
-def test_docker_recorded_argv(stand_ins, shim, make_job, workspace):
-    behaviour = {"docker": {"version": "Docker version 28.2.2, build e6534b4", "version --format": {"out": "28.2.2\n"}}}
-    code, err, record, runs = _run(stand_ins, shim, make_job, "docker", behaviour=behaviour,
-                                   binds=[Bind("/etc/hostname", "/in/host,name", False)])
-    assert code == 0, err
-    exe = str(stand_ins.path / "docker")
-    assert runs[-1]["argv"] == [exe, "run", "--rm", "--pull=never", "--name", "NAME", f"--user={os.getuid()}:{os.getgid()}",
-                                "--network=none",
-                                "--mount", f"type=bind,source={workspace}/WORK,target={workspace}",
-                                "--mount", 'type=bind,source=/etc/hostname,"target=/in/host,name",readonly',
-                                "-w", str(workspace), "-e", "GREETING=a,b c",
-                                "--entrypoint=sh", "docker.io/library/alpine:latest", "-c", "echo hi > out.txt"]
-    assert record["image"]["how"] == "docker storage"
-
-
-def test_docker_client_without_an_engine_is_unusable_recorded_argv(stand_ins, shim, make_job):
-    behaviour = {"docker": {"version --format": {"exit": 1, "err": "Cannot connect to the Docker daemon"}}}
-    code, err, record, runs = _run(stand_ins, shim, make_job, "docker", behaviour=behaviour)
-    assert code == 251
-    assert "docker: client 1.2.3 found" in err and "no engine answers: Cannot connect to the Docker daemon" in err
-    assert runs == []
 
 
 def test_shifter_recorded_argv_hands_only_the_jobs_environment(stand_ins, shim, make_job, workspace):

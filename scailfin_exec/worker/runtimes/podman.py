@@ -19,6 +19,7 @@ class PodmanRuntime(ContainerRuntime):
     name = program = "podman"
     preference = 60
     global_options = ["--log-level=error"]  # its warnings would land in the step's stderr
+    import_command = ["import", "-q"]
 
     def bind_problem(self, bind):
         if ("," in bind.source + bind.target) and (":" in bind.source + bind.target):
@@ -63,9 +64,9 @@ class PodmanRuntime(ContainerRuntime):
 
             def produce(tmp):
                 if os.path.isdir(source):
-                    out = _import_tree(base, source, imported)
+                    out = _import_tree(base + self.import_command, source, imported)
                 else:
-                    out = procs.run(base + ["import", "-q", source, imported], timeout=images.PULL_TIMEOUT)
+                    out = procs.run(base + self.import_command + [source, imported], timeout=images.PULL_TIMEOUT)
                 images.checked(out, "{} import {}".format(name, source))
                 with open(tmp, "w") as f:
                     f.write(source + "\n")
@@ -112,6 +113,7 @@ class DockerRuntime(PodmanRuntime):
     name = program = "docker"
     preference = 70
     global_options = []
+    import_command = ["import"]  # (no -q)
 
     def check(self, found, version_text, environ):
         out = procs.run([found.path, "version", "--format", "{{.Server.Version}}"], timeout=15, env=dict(environ))
@@ -179,10 +181,10 @@ def _write(path: str, text: str) -> None:
         pass
 
 
-def _import_tree(base, directory, ref) -> procs.Output:
+def _import_tree(command, directory, ref) -> procs.Output:
     tar = subprocess.Popen(["tar", "-C", directory, "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        return procs.run(base + ["import", "-q", "-", ref], timeout=images.PULL_TIMEOUT, stdin=tar.stdout)
+        return procs.run(command + ["-", ref], timeout=images.PULL_TIMEOUT, stdin=tar.stdout)
     finally:
         tar.stdout.close()
         tar.wait()
