@@ -258,6 +258,22 @@ def wait_until_no_slot_is_claimed(collector, timeout=120, quiet=3.0):
         time.sleep(0.5)
 
 
+def forget_a_killed_startds_slots(collector, killed_at, timeout=120):
+    """Once the startd that replaced one killed at killed_at (epoch seconds) has advertised its
+    slots, the collector forgets the killed one's (it would show them, claimed, until their
+    lifetime ran out: a quarter of an hour)."""
+    import classad2
+    import htcondor2
+
+    def started():
+        ads = collector.query(htcondor2.AdType.Startd, projection=["DaemonStartTime"])
+        return max((int(a["DaemonStartTime"]) for a in ads), default=0)
+    assert wait_for(lambda: started() > killed_at, timeout), f"no new startd advertised itself in {timeout} s"
+    query = classad2.ClassAd({"MyType": "Query", "TargetType": "Machine"})
+    query["Requirements"] = classad2.ExprTree(f"DaemonStartTime < {started()}")
+    collector.advertise([query], "INVALIDATE_STARTD_ADS")
+
+
 @pytest.fixture(scope="session")
 def slurm():
     """The test site's Slurm cluster (started by dev/test; dev/as-test-user puts its commands on PATH)."""

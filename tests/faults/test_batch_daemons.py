@@ -4,6 +4,8 @@
 # slurmctld restarted. The run must complete with every output whole, and say how many steps
 # the batch system ran again (the trace's restarts). And the front end itself killed with SIGKILL:
 # its jobs go when their lease runs out, and a rerun with --cachedir runs only what had not finished.
+# What cannot be survived fails clearly, never hangs: a schedd that lost its queue, one silent for
+# longer than --schedd-timeout.
 import errno
 import json
 import os
@@ -17,7 +19,7 @@ import pytest
 
 from scailfin_exec.report.trace import read_trace
 
-from ..conftest import REPO, jobs_in_queue, wait_for
+from ..conftest import REPO, forget_a_killed_startds_slots, jobs_in_queue, wait_for, wait_until_no_slot_is_claimed
 from ..cwl.test_cache import interrupt_then_resume
 
 DATA = os.path.join(REPO, "tests", "faults", "data")
@@ -157,9 +159,11 @@ def test_a_startd_killed_under_running_steps_they_rerun_and_the_trace_counts_it(
     # the steps whose starters went with the startd are waited for as long as their job lease
     run = scatter(ON_POOL + ["--job-lease", "30"], seconds=8)
     run.wait_until_ended(4)
+    killed = time.time()
     site_order("kill-startd")
     out, err = run.finish()
     assert run.check_whole(out, err) >= 1
+    forget_a_killed_startds_slots(master_ad()[0], killed)
 
 
 def _slurmctld(order, wanted):
@@ -215,3 +219,51 @@ def test_a_network_down_for_a_minute_mid_scatter_the_run_rides_it_out(scatter, p
     out, err = run.finish()
     assert time.monotonic() - down > 40  # the run went on through the outage, not around it
     assert run.check_whole(out, err) == 0  # the schedd reconnected to the steps running through it
+
+
+def _failed_steps_say(run, words, seconds):
+    """The run ended by itself within seconds, failed, and its failed steps say words."""
+    started = time.monotonic()
+    out, err = run.finish(seconds)
+    assert time.monotonic() - started < seconds
+    assert run.proc.returncode != 0 and words in err, err[-4000:]
+    rows = run.ended()
+    assert len(rows) == STEPS and "failed" in {r["state"] for r in rows}, rows  # every step accounted for
+
+
+@pytest.mark.cell("the schedd's queue lost mid-scatter (killed, its spool wiped, restarted)",
+                  "htcondor (file transfer)", "fails clearly: the lost steps fail once the schedd answers again (two "
+                  "counts of its queue), nothing hangs")
+def test_jobs_a_schedd_lost_fail_the_run_clearly_instead_of_hanging(scatter, pool):
+    # (a timeout longer than the schedd's restart, which its master delays more after each crash)
+    run = scatter(ON_POOL + ["--schedd-timeout", "120", "--run-lease", "20"], seconds=6)
+    run.wait_until_ended(4)
+    collector, _ = master_ad()
+    site_order("wipe-queue")
+    try:
+        time.sleep(2)
+        wait_for_schedd(collector)
+        _failed_steps_say(run, "nor in its history: the schedd lost it", 240)
+    finally:
+        # the startd keeps the lost schedd's claims (nothing of the new schedd's renews them) for
+        # half an hour: a new startd frees the slots for the next tests
+        killed = time.time()
+        site_order("kill-startd")
+        forget_a_killed_startds_slots(collector, killed)
+        wait_until_no_slot_is_claimed(collector)
+
+
+@pytest.mark.cell("the schedd down for longer than the run's --schedd-timeout", "htcondor (file transfer)",
+                  "fails clearly after the timeout, nothing hangs")
+def test_a_schedd_silent_for_longer_than_the_timeout_fails_the_run_clearly(scatter, pool):
+    run = scatter(ON_POOL + ["--schedd-timeout", "20", "--run-lease", "20"], seconds=6)
+    run.wait_until_ended(4)
+    collector, master = master_ad()
+    htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOff, "SCHEDD")
+    try:
+        _failed_steps_say(run, "has not answered for", 240)
+    finally:
+        htcondor2.send_command(master, htcondor2.DaemonCommand.DaemonOn, "SCHEDD")
+        wait_for_schedd(collector)
+        # what the run left queued goes with its lease: the next tests find a quiet pool
+        assert wait_for(lambda: not jobs_in_queue(pool, "JobStatus == 1"), 120)

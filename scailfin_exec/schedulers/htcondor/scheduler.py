@@ -5,7 +5,7 @@
 # (events.py); holds become failures carrying HoldReason, or are released when transient;
 # evictions rerun up to max_retries; a batch the schedd cannot make fails with its reason; cancel
 # and close remove the run's jobs, and a lease this process renews (lease.py) has the schedd remove
-# its queued ones if it dies.
+# its queued ones if it dies; a census (census.py) fails jobs a schedd lost or that stays silent.
 # Submitting writes no file per job: the description travels in the job ad, the run's record of
 # what was submitted is one line per job in RUN_DIR/jobs.jsonl (and one per batch in
 # clusters.py's record, for adopt()), and every job starts in one shared directory (.incoming);
@@ -27,7 +27,7 @@ from ...shipping import build_shim
 from ...transfers import mode as transfer_mode
 from .. import JobHandle, Scheduler, SchedulerError, ended_result, run_identity, wait_ended
 from ..batching import Batcher
-from . import arrival, clusters, lease, pool, submit
+from . import arrival, census, clusters, lease, pool, submit
 from .events import EventFollower
 from .settings import HTCondorSettings
 
@@ -97,6 +97,9 @@ class HTCondorScheduler(Scheduler):
         self._clusters: dict[int, list[JobHandle]] = {}  # each cluster's jobs, for its factory's events
         self._closing = self._detached = False
         self._lease = lease.Renewal(self.schedd, self.run_id, self.options.run_lease)
+        self._census = census.Census(self.schedd, self.schedd_name, self.run_id, self.options.schedd_timeout, self._made,
+                                     lambda h, status: self._complete(h, arrival.collect(self.incoming, h, status)),
+                                     self._abort)
         self._batcher = Batcher(self._submit_batch, self._submission_failed, "htcondor-submit")
         self._follower = EventFollower(htcondor2, self.event_log, self._on_event, self._outstanding,
                                        lambda: self._detached or (self._closing and not self._outstanding()),
@@ -113,6 +116,7 @@ class HTCondorScheduler(Scheduler):
             handle = self._prepare(job)
             handle.native = CondorJob()
             self._follower.start()
+            self._census.start()
             self._batcher.add(handle)
         return handle
 
@@ -161,6 +165,7 @@ class HTCondorScheduler(Scheduler):
                 handles.append(handle)
         self._lease.start()
         self._follower.start()
+        self._census.start()
         return handles
 
     def detach(self) -> None:
@@ -169,6 +174,7 @@ class HTCondorScheduler(Scheduler):
             self._closing = self._detached = True
             self._cond.notify_all()
         self._lease.stop()
+        self._census.stop()
         self._batcher.close()
         self._follower.join(timeout=5)
 
@@ -245,6 +251,10 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             return {(h.native.cluster, h.native.proc): (h.native.state, h.job.id) for h in self._handles
                     if h.native and h.native.cluster is not None and not h.native.done.is_set()}
+
+    def _made(self) -> dict:
+        with self._cond:  # (a job its cluster has not made yet is in no queue)
+            return {k: h for k, h in self._ids.items() if h.native.materialized and not h.native.done.is_set()}
 
     def _on_event(self, event) -> None:
         types = self.htcondor.JobEventType
@@ -364,6 +374,7 @@ class HTCondorScheduler(Scheduler):
         with self._cond:
             self._closing = True
         self._lease.stop()
+        self._census.stop()
         for handle in self._batcher.close():
             handle.cancelled = True
             self._complete(handle, Result(handle.job.id, None, error="cancelled"))

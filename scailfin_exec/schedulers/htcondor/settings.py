@@ -36,11 +36,18 @@ class HTCondorSettings:
                              "removes them (running ones run to their end); a restarted `serve` must come back "
                              "within it", env="SCAILFIN_RUN_LEASE", metavar="S")
 
+    schedd_timeout: int = setting(1800, "seconds the run waits for a schedd that does not answer (its host down, the "
+                                  "network cut) before its steps there fail; shorter outages are ridden out. Jobs a "
+                                  "schedd lost (gone from its queue and history) fail within a minute or two",
+                                  env="SCAILFIN_SCHEDD_TIMEOUT", metavar="S")
+
     def validate(self) -> "HTCondorSettings":
         if self.run_lease < 20:
             raise ValueError(f"run_lease: must be at least 20 s, got {self.run_lease}")
         if self.job_lease < 20:
             raise ValueError(f"job_lease: must be at least 20 s (the pool's own heartbeats), got {self.job_lease}")
+        if self.schedd_timeout < 20:
+            raise ValueError(f"schedd_timeout: must be at least 20 s, got {self.schedd_timeout}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries: must be at least 0, got {self.max_retries}")
         if self.accounting_group and not all(c.isalnum() or c in "_.-@" for c in self.accounting_group):
