@@ -48,6 +48,7 @@ class Run:
         self._ending = threading.Lock()
         self._counter = itertools.count(1)
         self._ids: set[str] = set()
+        self._caches: set[str] = set()  # image caches made (or tried) for this run's jobs
         if scheduler is not None and watch:
             self._watch = RunWatch(scheduler, self.settings)
 
@@ -92,9 +93,21 @@ class Run:
         (credentials.py)."""
         scheduler = self.scheduler
         images = job.images
+        if images.cache and images.cache not in self._caches:
+            self._caches.add(images.cache)
+            self._make_cache(images.cache)
         if images.pull and images.credentials is None and not os.path.isabs(job.image):
             images = images._replace(credentials=self.credentials.for_image(job.image, scheduler.run_dir))
         return scheduler.submit(job._replace(image=self.pins.pin(job.image, job.images), images=images))
+
+    def _make_cache(self, cache: str) -> None:
+        """A shared image cache exists before its jobs start (the nodes take one that does not
+        exist for a directory they cannot see, and use their own: worker/images.usable_cache)."""
+        try:
+            os.makedirs(cache, exist_ok=True)
+        except OSError as e:
+            self.pins.log.warning("image cache %s could not be made here (%s): only nodes where it exists use it",
+                                  cache, e.strerror or e)
 
     def image_identity(self, image: str) -> list:
         """What a step's key (resume.py) takes for image in this run: its digest once pinned."""

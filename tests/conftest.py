@@ -74,6 +74,8 @@ def make_job(tmp_path, workspace, image_roots):
 
     def make(**fields):
         n = next(counter)
+        if "images" not in fields:
+            os.makedirs(tmp_path / "image-cache", exist_ok=True)  # as the submit side makes it
         images = fields.pop("images", ImageSources(image_roots, str(tmp_path / "image-cache"), False))
         defaults = dict(id=f"job{n}", image="docker.io/library/alpine", argv=["true"], workspace=str(workspace),
                         runtime=["charliecloud"], images=images)

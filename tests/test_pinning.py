@@ -196,3 +196,31 @@ outputs:
     podman_forgets += [f"{REGISTRY}/{repository}@{second}"]
     assert run(3) == ("done", "second\n")
     assert run(4) == ("cached", "second\n")
+
+
+def test_a_cache_in_the_jobs_private_tmp_gives_way_to_the_nodes_own_with_a_warning_and_one_pull(
+        stand_in, tmp_path, pool):
+    """HTCondor gives each job a private /tmp: a cache there was a new empty one in every job, and
+    an 8-way scatter pulled its image 8 times, silently."""
+    repository = f"test/tmpcache-{uuid.uuid4().hex[:8]}"
+    tagged = f"{REGISTRY}/{repository}:v1"
+    push(stand_in, tagged, tmp_path)
+    private = f"/tmp/scailfin-private-cache-{uuid.uuid4().hex[:8]}"  # made here; the jobs' /tmp is their own
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    settings = Settings(scheduler="htcondor", transfer="htcondor", runtime=["apptainer"], pull=True,
+                        image_cache=private, run_dir=str(tmp_path / "run"))
+    try:
+        with Run(settings, name="tmp-cache") as run:
+            handles = [run.submit(run.job(run.job_id("s"), tagged, ["sh", "-c", f"echo {i} > o{i}.txt"], str(ws)))
+                       for i in range(4)]
+            results = [run.wait(h, timeout=300) for h in handles]
+        assert os.path.isdir(private)  # the submit side made it
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    assert all(r.ok for r in results), [r.describe() for r in results]
+    for r in results:
+        assert any(n.startswith(f"the image cache {private} does not exist here") for n in r.record.notes), r.record.notes
+        assert not r.record.image.location.startswith(private)
+    blobs = [line for line in requests("anonymous.log", repository, "blobs") if "skopeo" not in line]
+    assert blobs and len({line.split("/blobs/")[1].split()[0] for line in blobs}) == len(blobs)  # each blob once

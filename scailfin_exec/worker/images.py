@@ -69,6 +69,19 @@ def default_cache(environ) -> str:
     return environ.get("SCAILFIN_IMAGE_CACHE") or procs.state_dir(environ, "images")
 
 
+def usable_cache(sources: ImageSources, environ) -> Tuple[ImageSources, Optional[str]]:
+    """The job's image sources with a cache this node can use, and a warning when the job's own
+    cache is not one: a shared cache is made by the submit side before the run, so one that does
+    not exist here is on no file system this node shares (an HTCondor job's private /tmp would
+    be a new, empty cache for every job: a pull per step); the node's own cache serves instead."""
+    if sources.cache is None or (os.path.isdir(sources.cache) and os.access(sources.cache, os.W_OK | os.X_OK)):
+        return sources, None
+    own = default_cache(environ)
+    why = "does not exist here" if not os.path.isdir(sources.cache) else "is not writable here"
+    return sources._replace(cache=own), "the image cache {} {} (a shared cache must be on a file system this node " \
+        "mounts, made before the run): this node's own cache {} is used instead".format(sources.cache, why, own)
+
+
 # -- the shared cache ------------------------------------------------------------------------
 
 def prepare_cached(final: str, produce: Callable[[str], None], timeout: float = LOCK_TIMEOUT) -> bool:

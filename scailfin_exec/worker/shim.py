@@ -165,11 +165,14 @@ def _image(job, runtime, found, scratch: str, environ, record: Dict):
     (a copy in its scratch directory) removed once it is, whether or not it was pulled."""
     t = time.monotonic()
     credentials, sent = images.credentials_here(job.images.credentials, scratch)
+    sources, warning = images.usable_cache(job.images._replace(credentials=credentials), environ)
+    if warning:
+        _say(warning)
+        record["notes"].append(warning)
     try:
-        image = images.resolve(runtime, found.path, job.image, job.images._replace(credentials=credentials), environ,
-                               job.runtime_options.get(found.name, []))
+        image = images.resolve(runtime, found.path, job.image, sources, environ, job.runtime_options.get(found.name, []))
     except images.ImageError as e:
-        full = "" if " is full" in str(e) else disk.full_note(job.images.cache or images.default_cache(environ))
+        full = "" if " is full" in str(e) else disk.full_note(sources.cache or images.default_cache(environ))
         raise ShimFailure(EXIT_IMAGE, "{} on {}: {}{}".format(found.name, record["host"], e, full))
     finally:
         if sent:

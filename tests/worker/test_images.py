@@ -15,6 +15,8 @@ from scailfin_exec.worker.images import ImageError, prepare_cached
 from scailfin_exec.worker.references import ReferenceError, parse_reference
 from scailfin_exec.worker.runtimes import RUNTIMES
 
+from ..conftest import run_shim
+
 
 @pytest.mark.fast
 @pytest.mark.parametrize("text, normalised", [
@@ -131,6 +133,7 @@ def test_two_jobs_unpacking_one_archive_into_one_cache_with_charliecloud(tmp_pat
     source = os.path.join(image_roots[0], "registry.hub.docker.com", "library", "debian:stable-slim")
     subprocess.run(["tar", "-C", source + "/", "-cf", str(archive), "."], check=True)
     cache = tmp_path / "shared-cache"
+    cache.mkdir()  # (as the submit side makes it)
     sources = ImageSources([str(root)], str(cache), False)
     jobs = [make_job(image="debian:stable-slim", images=sources,
                      argv=["sh", "-c", f"python3 -c 'print(6*7)' > out{i}.txt"]) for i in range(2)]
@@ -143,3 +146,22 @@ def test_two_jobs_unpacking_one_archive_into_one_cache_with_charliecloud(tmp_pat
     assert sorted(os.listdir(cache / "dir")) == ["docker.io_s_library_s_debian:stable-slim",
                                                  "docker.io_s_library_s_debian:stable-slim.lock"]
     assert [(workspace / f"out{i}.txt").read_text() for i in range(2)] == ["42\n", "42\n"]
+
+
+def test_a_cache_the_node_does_not_have_is_not_made_there_and_the_nodes_own_serves_with_a_warning(
+        tmp_path, image_roots, shim, make_job, workspace):
+    """What an HTCondor job's private /tmp did: a new empty cache per job, a pull per step, silently."""
+    archive_root = tmp_path / "roots"
+    target = archive_root / "registry.hub.docker.com" / "library"
+    target.mkdir(parents=True)
+    stand_in = os.path.join(image_roots[0], "registry.hub.docker.com", "library", "alpine:latest")
+    subprocess.run(["tar", "-C", stand_in, "-cf", str(target / "alpine:latest.tar"), "."], check=True)
+    missing = tmp_path / "not-on-this-node"
+    own = tmp_path / "own-cache"
+    job = make_job(images=ImageSources([str(archive_root)], str(missing), False))
+    code, err, record = run_shim(shim, job, env=dict(os.environ, SCAILFIN_IMAGE_CACHE=str(own)))
+    assert code == 0, err
+    warning = (f"the image cache {missing} does not exist here (a shared cache must be on a file system this node "
+               f"mounts, made before the run): this node's own cache {own} is used instead")
+    assert f"scailfin-shim: {warning}" in err.splitlines() and warning in record["notes"]
+    assert not missing.exists() and record["image"]["location"].startswith(str(own))

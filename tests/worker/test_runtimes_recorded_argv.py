@@ -61,6 +61,7 @@ def test_singularity_recorded_argv_passes_the_environment_with_its_own_prefix(st
 
 def test_apptainer_pull_into_the_cache_recorded_argv(stand_ins, shim, make_job, tmp_path):
     cache = tmp_path / "cache"
+    cache.mkdir()  # (as the submit side makes it)
     code, err, record, runs = _run(stand_ins, shim, make_job, "apptainer", images=ImageSources([], str(cache), True))
     assert code == 0, err
     pull, run = runs
