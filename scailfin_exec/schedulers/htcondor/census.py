@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
+
+from .periodic import Periodic
 
 Key = tuple  # (ClusterId, ProcId)
 
@@ -21,59 +22,41 @@ def interval(timeout: int) -> float:
     return min(60.0, max(5.0, timeout / 4))
 
 
-class Census:
+class Census(Periodic):
     """outstanding(): the run's jobs the schedd has made and not seen end (key -> handle);
     collect(handle, status): one ended with that exit status; abort(handle, why): one failed."""
 
     def __init__(self, schedd, schedd_name: str, run_id: str, timeout: int, outstanding: Callable[[], dict],
                  collect: Callable[[object, int], None], abort: Callable[[object, str], None]):
+        super().__init__("htcondor-census", interval(timeout), self._count)
         self.schedd, self.schedd_name, self.run_id, self.timeout = schedd, schedd_name, run_id, timeout
         self.outstanding, self.collect, self.abort = outstanding, collect, abort
-        self.every = interval(timeout)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._missing: set = set()  # jobs missing at the last count
+        self._answered = time.monotonic()
 
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._loop, name="htcondor-census", daemon=True)
-                self._thread.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stop.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        missing_before: set = set()
-        answered = time.monotonic()
-        while not self._stop.wait(self.every):
-            out = self.outstanding()
-            if not out:
-                answered, missing_before = time.monotonic(), set()
-                continue
-            try:
-                ads = self.schedd.query(f'ScailfinRun == "{self.run_id}"', projection=["ClusterId", "ProcId"])
-            except Exception as e:  # noqa: BLE001  (the bindings raise several kinds for a schedd not answering)
-                silence = time.monotonic() - answered
-                if silence >= self.timeout:
-                    for handle in out.values():
-                        self.abort(handle, f"the schedd {self.schedd_name} has not answered for {silence:.0f} s "
-                                           f"(schedd_timeout {self.timeout} s; last: {str(e)[:200]}): the job may "
-                                           "still be in its queue")
-                    answered = time.monotonic()
-                continue
-            answered = time.monotonic()
-            present = {(int(ad["ClusterId"]), int(ad["ProcId"])) for ad in ads}
-            missing = set(out) - present
-            for key in sorted(missing & missing_before):  # (a job that just ended: its events are read by now)
-                status, why = outcome(self._history(key), f"job {key[0]}.{key[1]} is gone from the queue of "
-                                                          f"{self.schedd_name} without a word in the run's event log")
-                self.collect(out[key], status) if status is not None else self.abort(out[key], why)
-            missing_before = missing - missing_before
+    def _count(self) -> None:
+        out = self.outstanding()
+        if not out:
+            self._answered, self._missing = time.monotonic(), set()
+            return
+        try:
+            ads = self.schedd.query(f'ScailfinRun == "{self.run_id}"', projection=["ClusterId", "ProcId"])
+        except Exception as e:  # noqa: BLE001  (the bindings raise several kinds for a schedd not answering)
+            silence = time.monotonic() - self._answered
+            if silence >= self.timeout:
+                for handle in out.values():
+                    self.abort(handle, f"the schedd {self.schedd_name} has not answered for {silence:.0f} s "
+                                       f"(schedd_timeout {self.timeout} s; last: {str(e)[:200]}): the job may "
+                                       "still be in its queue")
+                self._answered = time.monotonic()
+            return
+        self._answered = time.monotonic()
+        missing = set(out) - {(int(ad["ClusterId"]), int(ad["ProcId"])) for ad in ads}
+        for key in sorted(missing & self._missing):  # (a job that just ended: its events are read by now)
+            status, why = outcome(self._history(key), f"job {key[0]}.{key[1]} is gone from the queue of "
+                                                      f"{self.schedd_name} without a word in the run's event log")
+            self.collect(out[key], status) if status is not None else self.abort(out[key], why)
+        self._missing = missing - self._missing
 
     def _history(self, key: Key) -> dict | None:
         try:

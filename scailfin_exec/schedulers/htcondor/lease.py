@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
+
+from .periodic import Periodic
 
 ATTRIBUTE = "ScailfinLeaseUntil"
 
@@ -25,35 +26,19 @@ def submit_commands(seconds: int, site_periodic_remove: str | None) -> dict[str,
     return {"My." + ATTRIBUTE: str(int(time.time()) + seconds), "periodic_remove": remove}
 
 
-class Renewal:
+class Renewal(Periodic):
     """While started, moves the lease of the run's jobs forward every quarter of it (one schedd
     edit for all of them); stop() ends it (close, or detach: a process that takes the run over
     renews it from then on)."""
 
     def __init__(self, schedd, run_id: str, seconds: int):
+        super().__init__("htcondor-lease", max(1.0, seconds / 4), self._renew)
         self.schedd, self.run_id, self.seconds = schedd, run_id, seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._loop, name="htcondor-lease", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(max(1.0, self.seconds / 4)):
-            try:
-                self.schedd.edit(f'ScailfinRun == "{self.run_id}"', ATTRIBUTE, str(int(time.time()) + self.seconds))
-            except Exception as e:  # noqa: BLE001  (a schedd restarting: the next renewal may reach it)
-                if "matched no jobs" not in str(e).lower() and "no jobs" not in str(e).lower():
-                    print(f"scailfin-exec: htcondor: renewing the run's lease failed ({e}); trying again in "
-                          f"{self.seconds / 4:.0f} s", file=sys.stderr)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stop.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=10)
+    def _renew(self) -> None:
+        try:
+            self.schedd.edit(f'ScailfinRun == "{self.run_id}"', ATTRIBUTE, str(int(time.time()) + self.seconds))
+        except Exception as e:  # noqa: BLE001  (a schedd restarting: the next renewal may reach it)
+            if "matched no jobs" not in str(e).lower() and "no jobs" not in str(e).lower():
+                print(f"scailfin-exec: htcondor: renewing the run's lease failed ({e}); trying again in "
+                      f"{self.every:.0f} s", file=sys.stderr)
