@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 
-from .worker.images import SENT_CREDENTIALS as SENT  # the directory that travels with a job (config.json in it: Docker's name too)
+from .worker.images import SENT_CREDENTIALS as SENT  # what travels with a job (config.json: Docker's name too)
 from .worker.references import ReferenceError, parse_reference
 
 DIRECTORY = ".credentials"  # in the run directory
@@ -124,4 +124,3 @@ def _decodes(auth: str) -> bool:
         return ":" in base64.b64decode(auth, validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         return False
-

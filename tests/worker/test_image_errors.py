@@ -1,9 +1,9 @@
 # What a step that cannot get its image says, for every way a real registry fails, pulled by each
 # runtime where it runs (Podman, Docker (the site's engine) and Charliecloud through the local
-# scheduler, Apptainer on the pool's nodes): one line naming the cause and what fixes it, exit 252 (the image), and nothing
-# half-made left in the image cache. The registries are real: the test site's (tests/site/registry,
-# whose storage the tests may damage), one this test starts with a certificate nobody trusts, and
-# a port where nothing listens.
+# scheduler, Apptainer on the pool's nodes): one line naming the cause and what fixes it, exit 252
+# (the image), and nothing half-made left in the image cache. The registries are real: the test
+# site's (tests/site/registry, whose storage the tests may damage), one this test starts with a
+# certificate nobody trusts, and a port where nothing listens.
 import base64
 import gzip
 import hashlib
