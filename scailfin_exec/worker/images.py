@@ -13,7 +13,7 @@ import shutil
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import procs
+from . import disk, procs
 from .jobspec import ImageSources
 from .references import ImageRef, ReferenceError, parse_reference
 
@@ -149,7 +149,7 @@ def checked(out: procs.Output, what: str) -> None:
 _PULL_CAUSES = (
     ("full", ("no space left on device", "disk quota exceeded")),
     ("corrupt", ("digest did not match", "error verifying sha256 checksum", "does not match its digest",
-                 "digest mismatch", "layer verification failed", "unexpected eof")),
+                 "digest mismatch", "layer verification failed")),
     ("platform", ("no image found in manifest list for architecture", "no child with platform",
                   "requested arch unavailable", "no matching manifest for")),
     ("untrusted", ("x509:", "certificate verify failed", "certificate_verify_failed", "tls: failed to verify")),
@@ -173,7 +173,9 @@ def pull_failure(runtime: str, tool: str, ref, out: procs.Output, cache: str) ->
     registry, name = ref.registry, "{}:{}".format(ref.repository, ref.tag) if ref.tag else ref.repository
     login = "log in to it on the submit side, e.g. podman login {}".format(registry)
     if cause == "full":
-        said = "no room to prepare it: the file system holding {} is full".format(cache)
+        # still full: how full; emptied again (the failed pull's temporaries removed): that it was
+        said = "no room to prepare it" + (disk.full_note(cache) or
+                                          ": the file system holding {} filled up (no space left on device)".format(cache))
     elif cause == "corrupt":
         said = "a layer arrived corrupt (its content does not match its digest): the registry's stored copy is " \
                "damaged; push the image again"
