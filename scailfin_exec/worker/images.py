@@ -171,7 +171,7 @@ def pull_failure(runtime: str, tool: str, ref, out: procs.Output, cache: str) ->
     text = out.text.lower()
     cause, word = next(((c, w) for c, words in _PULL_CAUSES for w in words if w in text), (None, None))
     registry, name = ref.registry, "{}:{}".format(ref.repository, ref.tag) if ref.tag else ref.repository
-    login = "log in to it on the submit side, e.g. podman login {}".format(registry)
+    log_in = "log in to it on the submit side, e.g. podman login {}".format(registry)
     if cause == "full":
         # still full: how full; emptied again (the failed pull's temporaries removed): that it was
         said = "no room to prepare it" + (disk.full_note(cache) or
@@ -191,9 +191,9 @@ def pull_failure(runtime: str, tool: str, ref, out: procs.Output, cache: str) ->
                "it? Nodes without one need the image in an image root".format(registry, word)
     elif cause == "ambiguous":
         said = "registry {} has no image {} or refused access to it (an unknown repository or tag, or wrong or " \
-               "missing credentials: {})".format(registry, name, login)
+               "missing credentials: {})".format(registry, name, log_in)
     elif cause == "refused":
-        said = "registry {} refused access to {} (wrong or missing credentials: {})".format(registry, name, login)
+        said = "registry {} refused access to {} (wrong or missing credentials: {})".format(registry, name, log_in)
     elif cause == "unknown":
         said = "registry {} has no image {} (unknown repository or tag)".format(registry, name)
     else:
